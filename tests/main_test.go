@@ -1,0 +1,10 @@
+package tests
+
+import (
+	"os"
+	"testing"
+
+	"github.com/cairn-kv/cairn/tests/cluster"
+)
+
+func TestMain(m *testing.M) { os.Exit(cluster.Main(m)) }
