@@ -47,28 +47,16 @@ func Binary(t testing.TB) string {
 
 func build() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return "", fmt.Errorf("%s=%q: %w", EnvBinary, p, err)
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return "", fmt.Errorf("%s=%q: %w", EnvBinary, p, err)
-		}
-		return abs, nil
+		return fromEnv(p)
 	}
 	goBin, err := goCommand()
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.Command(goBin, "env", "GOMOD").Output()
+	root, err := moduleRoot(goBin)
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", err
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("go env GOMOD: not inside a module")
-	}
-	root := filepath.Dir(gomod)
 	dir, err := os.MkdirTemp("", "cairn-test-bin-")
 	if err != nil {
 		return "", fmt.Errorf("build dir: %w", err)
@@ -95,4 +83,36 @@ func goCommand() (string, error) {
 		return "", fmt.Errorf("go command not found in PATH or GOROOT")
 	}
 	return p, nil
+}
+
+// fromEnv resolves CAIRN_BIN: an absolute path, a path relative to the
+// test's directory, or one relative to the module root (as in
+// CAIRN_BIN=./cairn go test ./tests/).
+func fromEnv(p string) (string, error) {
+	cands := []string{p}
+	if !filepath.IsAbs(p) {
+		if goBin, err := goCommand(); err == nil {
+			if root, err := moduleRoot(goBin); err == nil {
+				cands = append(cands, filepath.Join(root, p))
+			}
+		}
+	}
+	for _, c := range cands {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return filepath.Abs(c)
+		}
+	}
+	return "", fmt.Errorf("%s=%q: no such file (tried %v)", EnvBinary, p, cands)
+}
+
+func moduleRoot(goBin string) (string, error) {
+	out, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("go env GOMOD: not inside a module")
+	}
+	return filepath.Dir(gomod), nil
 }
