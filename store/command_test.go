@@ -56,7 +56,7 @@ func sampleCommands() map[string]*Command {
 				},
 			},
 		},
-		"set member": {Op: OpSetMember, Now: 5, Member: Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}},
+		"set member":          {Op: OpSetMember, Now: 5, Member: Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}},
 		"set member no addrs": {Op: OpSetMember, Member: Member{ID: "n2"}},
 		"remove member":       {Op: OpRemoveMember, IdempotencyKey: "rm", Member: Member{ID: "n1"}},
 		"expire": {Op: OpExpire, Now: 1 << 62, Expire: []ExpireKey{
