@@ -1,0 +1,343 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// applier applies commands inside one bbolt write transaction.
+type applier struct {
+	tx     *bolt.Tx
+	s      *Store
+	rev    int64
+	events []Event
+}
+
+// apply runs one command. A returned error is an I/O failure that aborts
+// the batch; a failure of the command itself is reported in the Result.
+func (a *applier) apply(cmd *Command) (*Result, error) {
+	if cmd.IdempotencyKey != "" {
+		if r := a.idemLookup(cmd.IdempotencyKey); r != nil {
+			return r, nil
+		}
+	}
+	var r *Result
+	var err error
+	switch cmd.Op {
+	case OpTxn:
+		r, err = a.txn(cmd)
+	case OpSetMember:
+		e := encoder{}
+		e.str(cmd.Member.RaftAddr)
+		e.str(cmd.Member.HTTPAddr)
+		err = a.tx.Bucket(bucketMembers).Put([]byte(cmd.Member.ID), e.buf)
+		r = &Result{Revision: a.rev, Succeeded: true}
+	case OpRemoveMember:
+		err = a.tx.Bucket(bucketMembers).Delete([]byte(cmd.Member.ID))
+		r = &Result{Revision: a.rev, Succeeded: true}
+	case OpExpire:
+		r, err = a.expire(cmd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cmd.IdempotencyKey != "" {
+		if err := a.idemStore(cmd, r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// get reads a live key at the command's time.
+func (a *applier) get(key string, now int64, withValue bool) (KV, bool, error) {
+	v := a.tx.Bucket(bucketKV).Get([]byte(key))
+	if v == nil {
+		return KV{}, false, nil
+	}
+	kv, err := decodeRecord(key, v, withValue)
+	if err != nil {
+		return KV{}, false, err
+	}
+	return kv, kv.live(now), nil
+}
+
+func (a *applier) txn(cmd *Command) (*Result, error) {
+	now := cmd.Now
+	res := &Result{Succeeded: true}
+	for _, c := range cmd.Txn.Compare {
+		cur, exists, err := a.get(c.Key, now, c.Target == TargetValue)
+		if err != nil {
+			return nil, err
+		}
+		if !compare(&cur, exists, &c) {
+			res.Succeeded = false
+			mod := int64(0)
+			if exists {
+				mod = cur.ModRevision
+			}
+			res.Conflict = &ConflictError{Key: c.Key, ModRevision: mod}
+			break
+		}
+	}
+	ops := cmd.Txn.Success
+	if !res.Succeeded {
+		ops = cmd.Txn.Failure
+	}
+	newRev := a.rev + 1
+	wrote := false
+	res.Ops = make([]OpResult, len(ops))
+	for i := range ops {
+		op := &ops[i]
+		or := &res.Ops[i]
+		or.Type = op.Type
+		switch op.Type {
+		case OpGet:
+			if op.Prefix {
+				kvs, _, err := scan(a.tx.Bucket(bucketKV), ListOptions{Prefix: op.Key, Limit: int(op.Limit)}, now)
+				if err != nil {
+					return nil, err
+				}
+				or.KVs = kvs
+			} else {
+				kv, ok, err := a.get(op.Key, now, true)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					or.KVs = []KV{kv}
+				}
+			}
+		case OpPut:
+			if err := a.put(op, newRev, now); err != nil {
+				return nil, err
+			}
+			wrote = true
+		case OpDelete:
+			n, err := a.delete(op, newRev, now)
+			if err != nil {
+				return nil, err
+			}
+			or.Deleted = n
+			res.Deleted += n
+			wrote = wrote || n > 0
+		}
+	}
+	if wrote {
+		a.rev = newRev
+	}
+	res.Revision = a.rev
+	return res, nil
+}
+
+func compare(cur *KV, exists bool, c *Compare) bool {
+	if c.Target == TargetValue {
+		if !exists {
+			return false
+		}
+		return cmpOrder(bytes.Compare(cur.Value, c.Value), c.Op)
+	}
+	var v int64
+	if exists {
+		switch c.Target {
+		case TargetModRevision:
+			v = cur.ModRevision
+		case TargetCreateRevision:
+			v = cur.CreateRevision
+		case TargetVersion:
+			v = cur.Version
+		case TargetExists:
+			v = 1
+		}
+	}
+	switch {
+	case v < c.Num:
+		return cmpOrder(-1, c.Op)
+	case v > c.Num:
+		return cmpOrder(1, c.Op)
+	}
+	return cmpOrder(0, c.Op)
+}
+
+func cmpOrder(order int, op CmpOp) bool {
+	switch op {
+	case CmpEqual:
+		return order == 0
+	case CmpNotEqual:
+		return order != 0
+	case CmpLess:
+		return order < 0
+	case CmpGreater:
+		return order > 0
+	}
+	return false
+}
+
+func ttlKey(expiresAt int64, key string) []byte {
+	b := make([]byte, 8, 8+len(key))
+	binary.BigEndian.PutUint64(b, uint64(expiresAt))
+	return append(b, key...)
+}
+
+func (a *applier) put(op *TxnOp, rev, now int64) error {
+	kvb := a.tx.Bucket(bucketKV)
+	kv := KV{Key: op.Key, Value: op.Value, ModRevision: rev, CreateRevision: rev, Version: 1, ExpiresAt: op.ExpiresAt}
+	if raw := kvb.Get([]byte(op.Key)); raw != nil {
+		old, err := decodeRecord(op.Key, raw, false)
+		if err != nil {
+			return err
+		}
+		if old.ExpiresAt != 0 {
+			if err := a.tx.Bucket(bucketTTL).Delete(ttlKey(old.ExpiresAt, op.Key)); err != nil {
+				return err
+			}
+		}
+		if old.live(now) {
+			kv.CreateRevision = old.CreateRevision
+			kv.Version = old.Version + 1
+		}
+	}
+	if err := kvb.Put([]byte(op.Key), encodeRecord(&kv)); err != nil {
+		return err
+	}
+	if kv.ExpiresAt != 0 {
+		if err := a.tx.Bucket(bucketTTL).Put(ttlKey(kv.ExpiresAt, op.Key), nil); err != nil {
+			return err
+		}
+	}
+	kv.Value = bytes.Clone(op.Value)
+	a.events = append(a.events, Event{Type: OpPut, KV: kv})
+	return nil
+}
+
+func (a *applier) delete(op *TxnOp, rev, now int64) (int64, error) {
+	if !op.Prefix {
+		return a.deleteKey(op.Key, rev, now, -1)
+	}
+	var keys []string
+	c := a.tx.Bucket(bucketKV).Cursor()
+	prefix := []byte(op.Key)
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, string(k))
+	}
+	var n int64
+	for _, k := range keys {
+		d, err := a.deleteKey(k, rev, now, -1)
+		if err != nil {
+			return 0, err
+		}
+		n += d
+	}
+	return n, nil
+}
+
+// deleteKey removes key, if present and (when mod >= 0) at mod revision
+// mod, and returns 1 if a live key was deleted.
+func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
+	kvb := a.tx.Bucket(bucketKV)
+	raw := kvb.Get([]byte(key))
+	if raw == nil {
+		return 0, nil
+	}
+	old, err := decodeRecord(key, raw, false)
+	if err != nil {
+		return 0, err
+	}
+	if mod >= 0 && old.ModRevision != mod {
+		return 0, nil
+	}
+	if old.ExpiresAt != 0 {
+		if err := a.tx.Bucket(bucketTTL).Delete(ttlKey(old.ExpiresAt, key)); err != nil {
+			return 0, err
+		}
+	}
+	if err := kvb.Delete([]byte(key)); err != nil {
+		return 0, err
+	}
+	if mod < 0 && !old.live(now) {
+		return 0, nil
+	}
+	a.events = append(a.events, Event{Type: OpDelete, KV: KV{Key: key, ModRevision: rev, CreateRevision: old.CreateRevision}})
+	return 1, nil
+}
+
+func (a *applier) expire(cmd *Command) (*Result, error) {
+	newRev := a.rev + 1
+	res := &Result{Succeeded: true}
+	for _, x := range cmd.Expire {
+		n, err := a.deleteKey(x.Key, newRev, cmd.Now, x.ModRevision)
+		if err != nil {
+			return nil, err
+		}
+		res.Deleted += n
+	}
+	if res.Deleted > 0 {
+		a.rev = newRev
+	}
+	res.Revision = a.rev
+	return res, nil
+}
+
+// idemLookup returns the remembered result of an idempotency key, or nil.
+func (a *applier) idemLookup(key string) *Result {
+	v := a.tx.Bucket(bucketIdem).Get([]byte(key))
+	if v == nil {
+		return nil
+	}
+	d := decoder{buf: v}
+	d.varint() // recorded at
+	r := &Result{Revision: d.varint(), Succeeded: d.flag(), Deleted: d.varint()}
+	if ck := d.str(); d.flag() {
+		r.Conflict = &ConflictError{Key: ck, ModRevision: d.varint()}
+	}
+	if d.err != nil {
+		return nil
+	}
+	return r
+}
+
+// idemStore remembers r under the command's idempotency key and forgets
+// keys older than the window, measured on the command's clock so that
+// every node forgets the same keys.
+func (a *applier) idemStore(cmd *Command, r *Result) error {
+	e := encoder{}
+	e.varint(cmd.Now)
+	e.varint(r.Revision)
+	e.flag(r.Succeeded)
+	e.varint(r.Deleted)
+	if r.Conflict != nil {
+		e.str(r.Conflict.Key)
+		e.flag(true)
+		e.varint(r.Conflict.ModRevision)
+	} else {
+		e.str("")
+		e.flag(false)
+	}
+	idem, age := a.tx.Bucket(bucketIdem), a.tx.Bucket(bucketIdemAge)
+	if err := idem.Put([]byte(cmd.IdempotencyKey), e.buf); err != nil {
+		return err
+	}
+	if err := age.Put(ttlKey(cmd.Now, cmd.IdempotencyKey), nil); err != nil {
+		return err
+	}
+	cutoff := cmd.Now - int64(a.s.cfg.IdempotencyWindow)
+	var old [][]byte
+	c := age.Cursor()
+	for k, _ := c.First(); k != nil && len(old) < 256; k, _ = c.Next() {
+		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= cutoff {
+			break
+		}
+		old = append(old, bytes.Clone(k))
+	}
+	for _, k := range old {
+		if err := age.Delete(k); err != nil {
+			return err
+		}
+		if err := idem.Delete(k[8:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
