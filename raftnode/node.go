@@ -1,0 +1,361 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/cairn-kv/cairn/store"
+)
+
+// Node is one member of a cairn cluster: a Raft instance replicating a
+// store.Store.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+
+	raft      *raft.Raft
+	trans     *raft.NetworkTransport
+	logStore  *raftboltdb.BoltStore
+	logs      raft.LogStore
+	snapshots *raft.FileSnapshotStore
+
+	// readReady is the leadership epoch whose barrier has completed, so
+	// that reads on this leader see every entry of earlier terms.
+	epoch     atomic.Uint64
+	readReady atomic.Uint64
+	readyCh   chan struct{} // closed and replaced when readReady changes
+	readyMu   sync.Mutex
+
+	verify   verifier
+	notifyCh <-chan bool
+
+	caughtUp   atomic.Bool
+	catchUpIdx atomic.Uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New opens the Raft state in cfg.DataDir, starts Raft replicating st, and
+// bootstraps or joins as cfg says. It returns once Raft runs; joining goes
+// on in the background.
+func New(cfg Config, st *store.Store) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raftnode"), store: st, readyCh: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.verify.n = n
+	if err := n.open(); err != nil {
+		n.cancel()
+		n.closeStores()
+		return nil, err
+	}
+	n.wg.Add(2)
+	go n.watchLeadership()
+	go n.register()
+	return n, nil
+}
+
+func (n *Node) open() error {
+	cfg := n.cfg
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("raftnode: %w", err)
+	}
+	level, _ := parseLevel(cfg.RaftLogLevel)
+	hl := NewHCLogger(cfg.Logger, "raft", level)
+
+	var err error
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+	})
+	if err != nil {
+		return fmt.Errorf("raftnode: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
+	}
+	n.logs, err = raft.NewLogCache(1024, n.logStore)
+	if err != nil {
+		return err
+	}
+	n.snapshots, err = raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, hl.Named("snapshots"))
+	if err != nil {
+		return fmt.Errorf("raftnode: snapshot store: %w", err)
+	}
+	stream, err := newStreamLayer(cfg.RaftAddr, cfg.RaftAdvertiseAddr)
+	if err != nil {
+		return fmt.Errorf("raftnode: listen on %s: %w", cfg.RaftAddr, err)
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hl.Named("transport"),
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// The store keeps its applied index with its data, so a restart
+	// resumes from the bbolt file instead of reloading a snapshot.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.Logger = hl
+	notify := make(chan bool, 16)
+	rc.NotifyCh = notify
+	n.notifyCh = notify
+
+	existing, err := raft.HasExistingState(n.logs, n.logStore, n.snapshots)
+	if err != nil {
+		return fmt.Errorf("raftnode: read raft state: %w", err)
+	}
+	if applied := n.store.AppliedIndex(); !existing && applied > 0 {
+		return fmt.Errorf("raftnode: the store has applied index %d but the raft log in %s is empty; refusing to start with mismatched data", applied, dir)
+	}
+	n.raft, err = raft.NewRaft(rc, store.NewFSM(n.store), n.logs, n.logStore, n.snapshots, n.trans)
+	if err != nil {
+		return fmt.Errorf("raftnode: start raft: %w", err)
+	}
+	if existing {
+		n.log.Info("restarting with existing raft state", "id", cfg.ID, "applied_index", n.store.AppliedIndex())
+		return nil
+	}
+	var servers []raft.Server
+	switch {
+	case cfg.Bootstrap:
+		servers = []raft.Server{{ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(cfg.RaftAdvertiseAddr)}}
+	case len(cfg.InitialCluster) > 0:
+		for _, p := range cfg.InitialCluster {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+		}
+	}
+	if servers != nil {
+		n.log.Info("bootstrapping cluster", "members", len(servers))
+		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+			return fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+	}
+	return nil
+}
+
+// ID is this node's server ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Store is the replicated store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and HTTP address as far as this
+// node knows; either may be empty.
+func (n *Node) Leader() (id, httpAddr string) {
+	_, lid := n.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	m, _ := n.store.Member(string(lid))
+	return string(lid), m.HTTPAddr
+}
+
+// WaitForLeader waits until a leader with a known HTTP address is known,
+// or ctx ends (ErrNoLeader).
+func (n *Node) WaitForLeader(ctx context.Context) (id, httpAddr string, err error) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, addr := n.Leader(); id != "" && (addr != "" || id == n.cfg.ID) {
+			return id, addr, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", ErrNoLeader
+		case <-n.ctx.Done():
+			return "", "", ErrShutdown
+		case <-t.C:
+		}
+	}
+}
+
+// Apply proposes cmd and waits until it is committed and applied on this
+// node (the leader). The context's deadline bounds the wait; if it passes
+// after the command was proposed the error is ErrUnknownOutcome. Apply is
+// the one path every write takes.
+func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
+	if n.closed.Load() {
+		return nil, ErrShutdown
+	}
+	if !n.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	cmd.Now = time.Now().UnixNano()
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, ErrTimeout
+		}
+	}
+	f := n.raft.Apply(cmd.Encode(), timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, translate(err)
+		}
+	case <-ctx.Done():
+		return nil, ErrUnknownOutcome
+	}
+	res, _ := f.Response().(*store.Result)
+	if res == nil {
+		return nil, errors.New("raftnode: apply returned no result")
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return res, nil
+}
+
+// Status is a snapshot of this node's Raft state.
+type Status struct {
+	// ID is this node's ID.
+	ID string
+	// State is "Leader", "Follower", "Candidate" or "Shutdown".
+	State string
+	// LeaderID and LeaderHTTPAddr name the leader this node knows of.
+	LeaderID, LeaderHTTPAddr string
+	// Term is the current Raft term.
+	Term uint64
+	// CommitIndex is the highest log index known committed.
+	CommitIndex uint64
+	// AppliedIndex is the highest log index applied to the store.
+	AppliedIndex uint64
+	// LastLogIndex is the last index in this node's log.
+	LastLogIndex uint64
+	// Revision is the store revision.
+	Revision int64
+}
+
+// Status reports this node's Raft state.
+func (n *Node) Status() Status {
+	lid, laddr := n.Leader()
+	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
+	return Status{
+		ID:             n.cfg.ID,
+		State:          n.raft.State().String(),
+		LeaderID:       lid,
+		LeaderHTTPAddr: laddr,
+		Term:           term,
+		CommitIndex:    n.raft.CommitIndex(),
+		AppliedIndex:   n.store.AppliedIndex(),
+		LastLogIndex:   n.raft.LastIndex(),
+		Revision:       n.store.Revision(),
+	}
+}
+
+// Ready reports whether the node knows a leader and has applied every
+// entry that was committed when it first learned of one.
+func (n *Node) Ready() bool {
+	id, _ := n.Leader()
+	if id == "" {
+		return false
+	}
+	if n.caughtUp.Load() {
+		return true
+	}
+	target := n.catchUpIdx.Load()
+	if target == 0 {
+		target = n.raft.CommitIndex()
+		n.catchUpIdx.Store(max(target, 1))
+	}
+	if n.raft.AppliedIndex() >= target {
+		n.caughtUp.Store(true)
+		return true
+	}
+	return false
+}
+
+// Shutdown stops the node. A leader first hands leadership to another
+// voter so the cluster does not wait out an election timeout.
+func (n *Node) Shutdown() error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if n.IsLeader() && n.voters() > 1 {
+		n.log.Info("transferring leadership before shutdown")
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer failed", "err", err)
+		}
+	}
+	n.cancel()
+	err := n.raft.Shutdown().Error()
+	n.wg.Wait()
+	n.closeStores()
+	return err
+}
+
+func (n *Node) closeStores() {
+	if n.trans != nil {
+		n.trans.Close()
+	}
+	if n.logStore != nil {
+		n.logStore.Close()
+	}
+}
+
+func (n *Node) voters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+// Snapshot forces a Raft snapshot now (and log compaction).
+func (n *Node) Snapshot() error { return translate(n.raft.Snapshot().Error()) }
+
+func parseLevel(s string) (hclog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return hclog.Debug, nil
+	case "info":
+		return hclog.Info, nil
+	case "warn", "warning":
+		return hclog.Warn, nil
+	case "error":
+		return hclog.Error, nil
+	}
+	return hclog.NoLevel, fmt.Errorf("raftnode: unknown log level %q (want debug, info, warn or error)", s)
+}
