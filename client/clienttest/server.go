@@ -65,6 +65,14 @@ type cachedAnswer struct {
 // ends. Its store is empty at revision 0, its only member is NodeID.
 func NewServer(tb testing.TB) *Server {
 	tb.Helper()
+	s := Start()
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake node like NewServer, outside a test (in an Example,
+// say); the caller must Close it.
+func Start() *Server {
 	s := &Server{
 		kvs:          map[string]*entry{},
 		seen:         map[string]cachedAnswer{},
@@ -97,7 +105,6 @@ func NewServer(tb testing.TB) *Server {
 	}
 	s.Start()
 	s.members = []member{{ID: NodeID, RaftAddr: "127.0.0.1:9001", HTTPAddr: s.Addr(), Voter: true, Leader: true}}
-	tb.Cleanup(s.Close)
 	return s
 }
 
