@@ -208,7 +208,8 @@ func TestJoinAfterSnapshot(t *testing.T) {
 		count = 2000
 	}
 	c := cluster.Start(t, 3,
-		cluster.WithFlags("--snapshot-threshold", "1000", "--trailing-logs", "100", "--snapshot-interval", "1s"),
+		cluster.WithFlags("--snapshot-threshold", "1000", "--trailing-logs", "100", "--snapshot-interval", "1s",
+			"--raft-log-level", "info"),
 		cluster.WithWaitTimeout(60*time.Second))
 	leader := c.Leader(t)
 

@@ -83,8 +83,9 @@ type Cluster struct {
 	closed bool
 }
 
-// Start starts n nodes and waits until they agree on a leader and the
-// leader lists all of them as members. Everything is torn down in
+// Start starts n nodes and waits until they agree on a leader, the leader
+// lists all of them as members with their addresses, and every node knows
+// the leader's HTTP address. Everything is torn down in
 // t.Cleanup.
 func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
@@ -600,7 +601,8 @@ func (c *Cluster) Followers(t testing.TB) []*Node {
 
 // AddNode starts a new node that joins the cluster through every live
 // node's HTTP address, with extra server flags, and waits until the
-// leader lists it as a member and it knows the leader.
+// leader lists it as a member with its addresses and every node knows
+// the leader.
 func (c *Cluster) AddNode(t testing.TB, extraFlags ...string) *Node {
 	t.Helper()
 	var joins []string
@@ -652,8 +654,9 @@ func (c *Cluster) AddNode(t testing.TB, extraFlags ...string) *Node {
 	return n
 }
 
-// waitMembers waits until the leader lists every id as a member and every
-// live node names a leader.
+// waitMembers waits until the leader lists every id as a member with its
+// HTTP and Raft addresses, and every live node names the leader and its
+// HTTP address.
 func (c *Cluster) waitMembers(t testing.TB, ids ...string) {
 	t.Helper()
 	var desc string
@@ -670,20 +673,30 @@ func (c *Cluster) waitMembers(t testing.TB, ids ...string) {
 			desc = "members: " + err.Error()
 			return false
 		}
-		have := map[string]bool{}
+		have := map[string]Member{}
 		for _, m := range ms {
-			have[m.ID] = true
+			have[m.ID] = m
 		}
 		for _, id := range ids {
-			if !have[id] {
-				desc = fmt.Sprintf("leader %s lists %+v, want %v", leader.ID, ms, ids)
+			n := c.Node(id)
+			if m, ok := have[id]; !ok || m.HTTPAddr != n.HTTPAddr || m.RaftAddr != n.RaftAddr {
+				desc = fmt.Sprintf("leader %s lists %+v, want %v with their addresses", leader.ID, ms, ids)
+				return false
+			}
+		}
+		// Every node knows where the leader's HTTP API is, so it can
+		// forward.
+		for _, n := range c.Live() {
+			s, err := c.status(n)
+			if err != nil || s.Leader.HTTPAddr != leader.HTTPAddr {
+				desc = fmt.Sprintf("%s: status %+v (%v), want leader http_addr %s", n.ID, s, err, leader.HTTPAddr)
 				return false
 			}
 		}
 		return true
 	})
 	if err != nil {
-		t.Fatalf("cluster: members %v not all in the cluster within %v; last: %s", ids, c.cfg.waitTimeout, desc)
+		t.Fatalf("cluster: members %v not all registered within %v; last: %s", ids, c.cfg.waitTimeout, desc)
 	}
 }
 
