@@ -167,6 +167,7 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	s.watchers.reset(s.revision.Load())
 	return s, nil
 }
 

@@ -55,6 +55,14 @@ func (w *Watcher) Err() error {
 	return w.err
 }
 
+// Progress returns a revision such that every event up to it has already
+// been sent on C. Read it, drain C, and then report it.
+func (w *Watcher) Progress() int64 {
+	w.hub.mu.Lock()
+	defer w.hub.mu.Unlock()
+	return w.hub.current
+}
+
 // Cancel ends the watcher.
 func (w *Watcher) Cancel() {
 	w.hub.mu.Lock()
@@ -85,6 +93,7 @@ type watchHub struct {
 	limit   int
 	history []Event // oldest first
 	oldest  int64   // every event at or after this revision is in history
+	current int64   // the revision of the last events published
 	subs    map[*Watcher]struct{}
 }
 
@@ -98,6 +107,7 @@ func (h *watchHub) reset(rev int64) {
 	defer h.mu.Unlock()
 	h.history = nil
 	h.oldest = rev + 1
+	h.current = rev
 	for w := range h.subs {
 		h.drop(w, &CompactedError{Oldest: h.oldest})
 	}
@@ -130,6 +140,7 @@ func (h *watchHub) publish(events []Event, rev int64) {
 		h.oldest = events[0].KV.ModRevision
 	}
 	h.history = append(h.history, events...)
+	h.current = rev
 	if over := len(h.history) - h.limit; over > 0 {
 		// Drop whole revisions so that a watch from h.oldest never sees
 		// half of one.
@@ -158,7 +169,7 @@ func (s *Store) Watch(key string, prefix bool, from int64) (*Watcher, error) {
 	h := &s.watchers
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	cur := s.revision.Load()
+	cur := h.current
 	c := make(chan []Event, 256)
 	w := &Watcher{C: c, c: c, key: key, prefix: prefix, hub: h}
 	if from > 0 && from <= cur {
