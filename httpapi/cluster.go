@@ -18,6 +18,8 @@ type statusJSON struct {
 	AppliedIndex uint64     `json:"applied_index"`
 	LastLogIndex uint64     `json:"last_log_index"`
 	Revision     int64      `json:"revision"`
+	Hash         string     `json:"hash,omitempty"`
+	HashIndex    uint64     `json:"hash_index,omitempty"`
 }
 
 type leaderJSON struct {
@@ -25,13 +27,29 @@ type leaderJSON struct {
 	HTTPAddr string `json:"http_addr"`
 }
 
-func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
+// status reports this node's state; ?hash=true adds a checksum of the
+// whole store (and the applied index it reflects), which reads every key.
+func (h *Handler) status(w http.ResponseWriter, r *http.Request, _ string) {
+	withHash, err := parseBool(r.URL.Query(), "hash")
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
 	s := h.node.Status()
-	writeJSON(w, http.StatusOK, statusJSON{
+	out := statusJSON{
 		ID: s.ID, State: s.State, Leader: leaderJSON{ID: s.LeaderID, HTTPAddr: s.LeaderHTTPAddr},
 		Term: s.Term, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,
 		LastLogIndex: s.LastLogIndex, Revision: s.Revision,
-	})
+	}
+	if withHash {
+		sum, idx, err := h.store.Hash()
+		if err != nil {
+			h.writeError(w, err)
+			return
+		}
+		out.Hash, out.HashIndex = fmt.Sprintf("%016x", sum), idx
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) members(w http.ResponseWriter, _ *http.Request) {

@@ -38,6 +38,7 @@ type Store interface {
 	Revision() int64
 	WaitRevision(ctx context.Context, rev int64) error
 	Watch(key string, prefix bool, from int64) (*store.Watcher, error)
+	Hash() (sum uint64, appliedIndex uint64, err error)
 }
 
 // Config configures a Handler.
@@ -178,7 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.methodNotAllowed(w, "GET")
 			return
 		}
-		h.status(w, r)
+		h.withTimeout(h.status)(w, r, "")
 	case path == "/v1/cluster/members":
 		switch r.Method {
 		case http.MethodGet:
