@@ -12,6 +12,7 @@ import (
 type tcpStreamLayer struct {
 	net.Listener
 	advertise net.Addr
+	local     *net.TCPAddr // source address of outgoing connections, if any
 }
 
 // newStreamLayer listens on the Raft address. It is the one place the
@@ -25,11 +26,20 @@ func newStreamLayer(listen, advertise string) (raft.StreamLayer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tcpStreamLayer{Listener: ln, advertise: adv}, nil
+	t := &tcpStreamLayer{Listener: ln, advertise: adv}
+	// Dial from the listen IP when it is a specific one, so peers (and
+	// firewalls) see Raft traffic come from the node's own address.
+	if la, ok := ln.Addr().(*net.TCPAddr); ok && !la.IP.IsUnspecified() {
+		t.local = &net.TCPAddr{IP: la.IP}
+	}
+	return t, nil
 }
 
 func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
+	if t.local != nil {
+		d.LocalAddr = t.local
+	}
 	conn, err := d.Dial("tcp", string(address))
 	if err == nil {
 		if tc, ok := conn.(*net.TCPConn); ok {
