@@ -403,6 +403,11 @@ func TestMembership(t *testing.T) {
 			}
 		}
 	}
+	// The leader's list is complete once Start returns; a follower serves
+	// the list from its own store, so it is checked once all have
+	// applied the same entries.
+	checkMembers(leader)
+	c.WaitConverged(t)
 	for _, n := range c.Nodes() {
 		checkMembers(n)
 	}
