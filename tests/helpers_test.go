@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,6 +245,7 @@ type writer struct {
 	mu      sync.Mutex
 	acked   map[string]string
 	errors  int
+	kinds   map[string]int // "node: error kind" -> count
 	lastErr string
 	count   atomic.Int64
 	stop    chan struct{}
@@ -252,7 +254,7 @@ type writer struct {
 }
 
 func startWriter(nodes []*cluster.Node, prefix string, workers, maxWrites int, maxTime time.Duration) *writer {
-	w := &writer{acked: map[string]string{}, stop: make(chan struct{})}
+	w := &writer{acked: map[string]string{}, kinds: map[string]int{}, stop: make(chan struct{})}
 	deadline := time.Now().Add(maxTime)
 	var next atomic.Int64
 	for range workers {
@@ -279,11 +281,16 @@ func startWriter(nodes []*cluster.Node, prefix string, workers, maxWrites int, m
 					w.count.Add(1)
 				} else {
 					w.errors++
+					kind := ""
 					if err != nil {
 						w.lastErr = err.Error()
+						kind = errKind(err)
 					} else {
 						w.lastErr = r.String()
+						e, _ := r.Error()
+						kind = fmt.Sprintf("%d %s", r.Status, e.Code)
 					}
+					w.kinds[n.ID+": "+kind]++
 				}
 				w.mu.Unlock()
 			}
@@ -313,10 +320,32 @@ func (w *writer) halt() {
 	w.wg.Wait()
 }
 
-// finish stops the writer and returns the acknowledged writes.
-func (w *writer) finish() (acked map[string]string, errors int) {
+// finish stops the writer and returns the acknowledged writes and a
+// description of the failed ones.
+func (w *writer) finish() (acked map[string]string, failures string) {
 	w.halt()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.acked, w.errors
+	var parts []string
+	for k, n := range w.kinds {
+		parts = append(parts, fmt.Sprintf("%s x%d", k, n))
+	}
+	slices.Sort(parts)
+	return w.acked, fmt.Sprintf("%d failed or unknown: %s", w.errors, strings.Join(parts, ", "))
+}
+
+// errKind names a transport error briefly.
+func errKind(err error) string {
+	switch s := err.Error(); {
+	case strings.Contains(s, "connection refused"):
+		return "connection refused"
+	case strings.Contains(s, "connection reset"):
+		return "connection reset"
+	case strings.Contains(s, "EOF"):
+		return "EOF"
+	case strings.Contains(s, "Timeout"), strings.Contains(s, "deadline"):
+		return "timeout"
+	default:
+		return s
+	}
 }
