@@ -36,6 +36,9 @@ type StatusResponse struct {
 	// AppliedIndex is the index of the last Raft log entry applied to the
 	// store on this node.
 	AppliedIndex uint64
+	// LastLogIndex is the index of the last entry in this node's Raft
+	// log, 0 if the server does not report it.
+	LastLogIndex uint64
 }
 
 // Member is one member of the cluster's Raft configuration.
@@ -73,6 +76,7 @@ func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
 				Term         uint64     `json:"term"`
 				CommitIndex  uint64     `json:"commit_index"`
 				AppliedIndex uint64     `json:"applied_index"`
+				LastLogIndex uint64     `json:"last_log_index"`
 				Revision     int64      `json:"revision"`
 			}
 			if err := decodeJSON(resp, &body); err != nil {
@@ -80,6 +84,7 @@ func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
 			}
 			out.ID, out.State, out.Leader = body.ID, body.State, body.Leader
 			out.Term, out.CommitIndex, out.AppliedIndex = body.Term, body.CommitIndex, body.AppliedIndex
+			out.LastLogIndex = body.LastLogIndex
 			m.Revision = body.Revision
 			if m.Node == "" {
 				m.Node = body.ID

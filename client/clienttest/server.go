@@ -78,23 +78,12 @@ func Start() *Server {
 		seen:         map[string]cachedAnswer{},
 		maxValueSize: DefaultMaxValueSize,
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/kv/{key...}", s.get)
-	mux.HandleFunc("PUT /v1/kv/{key...}", s.put)
-	mux.HandleFunc("DELETE /v1/kv/{key...}", s.del)
-	mux.HandleFunc("GET /v1/status", s.status)
-	mux.HandleFunc("GET /v1/cluster/members", s.listMembers)
-	mux.HandleFunc("POST /v1/cluster/members", s.addMember)
-	mux.HandleFunc("DELETE /v1/cluster/members/{id}", s.removeMember)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such path: "+r.URL.Path)
-	})
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests++
 		w.Header().Set("X-Cairn-Node", NodeID)
 		s.mu.Unlock()
-		mux.ServeHTTP(w, r)
+		s.route(w, r)
 	}))
 	s.Config.ConnState = func(_ net.Conn, state http.ConnState) {
 		if state == http.StateNew {
@@ -162,6 +151,46 @@ func (s *Server) lookup(key string) *entry {
 	return e
 }
 
+// route dispatches a request by hand, like the real server, so that keys
+// keep every byte of the path.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, "/v1/kv/"):
+		key := strings.TrimPrefix(path, "/v1/kv/")
+		switch r.Method {
+		case http.MethodGet:
+			s.get(w, r, key)
+		case http.MethodPut:
+			s.put(w, r, key)
+		case http.MethodDelete:
+			s.del(w, r, key)
+		default:
+			methodNotAllowed(w, "GET, PUT, DELETE")
+		}
+	case path == "/v1/status" && r.Method == http.MethodGet:
+		s.status(w, r)
+	case path == "/v1/cluster/members":
+		switch r.Method {
+		case http.MethodGet:
+			s.listMembers(w, r)
+		case http.MethodPost:
+			s.addMember(w, r)
+		default:
+			methodNotAllowed(w, "GET, POST")
+		}
+	case strings.HasPrefix(path, "/v1/cluster/members/") && r.Method == http.MethodDelete:
+		s.removeMember(w, r, strings.TrimPrefix(path, "/v1/cluster/members/"))
+	default:
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+path)
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed; use "+allow)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -211,14 +240,13 @@ func validConsistency(w http.ResponseWriter, r *http.Request) bool {
 	}
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+func (s *Server) get(w http.ResponseWriter, r *http.Request, key string) {
 	if !validConsistency(w, r) {
 		return
 	}
 	if _, _, ok := intParam(w, r, "min_revision"); !ok {
 		return
 	}
-	key := r.PathValue("key")
 	if key == "" {
 		s.list(w, r)
 		return
@@ -320,8 +348,7 @@ func (s *Server) casFails(w http.ResponseWriter, r *http.Request, key string, ca
 	return true
 }
 
-func (s *Server) put(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
+func (s *Server) put(w http.ResponseWriter, r *http.Request, key string) {
 	if !validKey(w, key) {
 		return
 	}
@@ -371,8 +398,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	s.answer(w, r, http.StatusOK, map[string]any{"revision": s.rev})
 }
 
-func (s *Server) del(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
+func (s *Server) del(w http.ResponseWriter, r *http.Request, key string) {
 	if !validKey(w, key) {
 		return
 	}
@@ -381,6 +407,10 @@ func (s *Server) del(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prefix := r.URL.Query().Get("prefix") == "true"
+	if prefix && hasCAS {
+		writeError(w, http.StatusBadRequest, "invalid_argument", "cas cannot be combined with prefix")
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.replay(w, r) || (hasCAS && s.casFails(w, r, key, cas)) {
@@ -444,8 +474,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"members": s.members})
 }
 
-func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+func (s *Server) removeMember(w http.ResponseWriter, _ *http.Request, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.members {
