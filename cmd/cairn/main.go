@@ -37,7 +37,7 @@ CAIRN_<FLAG> (dashes become underscores), e.g. CAIRN_DATA_DIR.`,
 			return applyEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServerCmd(), newDevCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(), newDevCmd(), newVersionCmd(), newKVCmd(), newClusterCmd())
 	return root
 }
 
