@@ -123,8 +123,16 @@ func (n *Node) open() error {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	// The store keeps its applied index with its data, so a restart
-	// resumes from the bbolt file instead of reloading a snapshot.
-	rc.NoSnapshotRestoreOnStart = true
+	// resumes from the bbolt file instead of reloading a snapshot, unless
+	// the store is behind the newest snapshot (it was rebuilt or lost).
+	snaps, err := n.snapshots.List()
+	if err != nil {
+		return fmt.Errorf("raftnode: list snapshots: %w", err)
+	}
+	rc.NoSnapshotRestoreOnStart = len(snaps) == 0 || n.store.AppliedIndex() >= snaps[0].Index
+	if !rc.NoSnapshotRestoreOnStart {
+		n.log.Warn("store is behind the newest snapshot; restoring it", "store_index", n.store.AppliedIndex(), "snapshot_index", snaps[0].Index)
+	}
 	rc.Logger = hl
 	notify := make(chan bool, 16)
 	rc.NotifyCh = notify

@@ -22,6 +22,11 @@ var (
 	ErrClosed = errors.New("store closed")
 	// ErrCorrupt is returned when the bbolt file or a snapshot is damaged.
 	ErrCorrupt = errors.New("store data corrupt")
+	// ErrUnclean is returned by Open when a store kept without fsync
+	// (Config.NoSync) was open when the machine itself went down: its file
+	// may have lost writes the Raft log still holds, so it must be rebuilt
+	// from the log and snapshots rather than trusted.
+	ErrUnclean = errors.New("store was open without fsync when the machine restarted")
 	// ErrTxnFailed marks a transaction whose compares did not all hold.
 	ErrTxnFailed = errors.New("transaction compares failed")
 )

@@ -159,6 +159,11 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{})}
 	s.watchers.init()
+	if cfg.NoSync {
+		if err := markDirty(cfg.Path); err != nil {
+			return nil, err
+		}
+	}
 	db, err := s.open(cfg.Path)
 	if err != nil {
 		return nil, err
@@ -233,9 +238,60 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
+	var err error
+	if s.cfg.NoSync {
+		err = s.db.Sync()
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
 	s.db = nil
+	if s.cfg.NoSync && err == nil {
+		err = os.Remove(s.cfg.Path + dirtySuffix)
+	}
 	return err
+}
+
+// dirtySuffix names the marker a store without fsync keeps beside its file
+// while open. It holds the kernel's boot ID: a marker left by a process
+// crash has the current boot ID, and the file is intact (the kernel still
+// had every write); a marker from an earlier boot means the machine went
+// down with unsynced writes.
+const dirtySuffix = ".dirty"
+
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// markDirty refuses a file left unsynced by an earlier boot, then records
+// the current boot as having the file open.
+func markDirty(path string) error {
+	marker := path + dirtySuffix
+	boot := bootID()
+	if prev, err := os.ReadFile(marker); err == nil {
+		if _, statErr := os.Stat(path); statErr == nil && (boot == "" || string(prev) != boot) {
+			return fmt.Errorf("store: %s: %w", path, ErrUnclean)
+		}
+	}
+	if err := writeFileSync(marker, bytes.NewReader([]byte(boot))); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// Remove deletes the store files at path (the bbolt file and its marker),
+// so that it can be rebuilt from the Raft log.
+func Remove(path string) error {
+	for _, p := range []string{path, path + dirtySuffix} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // AppliedIndex is the Raft index of the last entry applied.

@@ -42,6 +42,7 @@ type serverOptions struct {
 	logLevel          string
 	logFormat         string
 	raftLogLevel      string
+	fsmFsync          bool
 }
 
 func newServerCmd() *cobra.Command {
@@ -81,6 +82,7 @@ SIGINT or SIGTERM stops the node cleanly; a leader hands leadership on first.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.raftLogLevel, "raft-log-level", rd.RaftLogLevel, "hashicorp/raft's own log level")
+	f.BoolVar(&o.fsmFsync, "fsm-fsync", false, "fsync the state machine's file on every commit (the Raft log is always fsynced; see store/DESIGN.md)")
 	return cmd
 }
 
@@ -147,7 +149,17 @@ func runServer(ctx context.Context, o *serverOptions) error {
 
 	scfg := store.DefaultConfig(filepath.Join(o.dataDir, "fsm.db"))
 	scfg.Logger = log
+	scfg.NoSync = !o.fsmFsync
 	st, err := store.Open(scfg)
+	if errors.Is(err, store.ErrUnclean) {
+		// The machine went down with unsynced state-machine writes; the
+		// Raft log and snapshots hold everything, so rebuild from them.
+		log.Warn("rebuilding the state machine from the Raft log", "reason", err)
+		if err := store.Remove(scfg.Path); err != nil {
+			return err
+		}
+		st, err = store.Open(scfg)
+	}
 	if err != nil {
 		return err
 	}
