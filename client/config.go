@@ -71,10 +71,11 @@ type Config struct {
 	// smaller than RetryBackoff.
 	MaxRetryBackoff time.Duration
 
-	// HTTPClient, when non-nil, sends every request instead of the
-	// client's own, for example to configure TLS or a proxy. Its Timeout
-	// should be zero or larger than Timeout. Nil means a private
-	// *http.Client with its own keep-alive http.Transport.
+	// HTTPClient overrides the HTTP client that sends every request, for
+	// example to configure TLS or a proxy; the client never follows
+	// redirects, whatever its CheckRedirect says. Its Timeout should be
+	// zero or larger than Timeout. Nil means a private *http.Client with
+	// its own keep-alive http.Transport.
 	HTTPClient *http.Client
 }
 
