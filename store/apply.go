@@ -315,18 +315,24 @@ func (a *applier) idemStore(cmd *Command, r *Result) error {
 		e.str("")
 		e.flag(false)
 	}
-	idem, age := a.tx.Bucket(bucketIdem), a.tx.Bucket(bucketIdemAge)
+	idem, age, meta := a.tx.Bucket(bucketIdem), a.tx.Bucket(bucketIdemAge), a.tx.Bucket(bucketMeta)
 	if err := idem.Put([]byte(cmd.IdempotencyKey), e.buf); err != nil {
 		return err
 	}
 	if err := age.Put(ttlKey(cmd.Now, cmd.IdempotencyKey), nil); err != nil {
 		return err
 	}
+	count := getU64(meta.Get(metaIdemCount)) + 1
+	// Forget keys older than the window, and the oldest beyond the cap, a
+	// bounded number per command so that no apply takes long.
 	cutoff := cmd.Now - int64(a.s.cfg.IdempotencyWindow)
 	var old [][]byte
 	c := age.Cursor()
 	for k, _ := c.First(); k != nil && len(old) < 256; k, _ = c.Next() {
-		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= cutoff {
+		if len(k) < 8 {
+			break
+		}
+		if int64(binary.BigEndian.Uint64(k)) >= cutoff && count-uint64(len(old)) <= MaxIdempotencyKeys {
 			break
 		}
 		old = append(old, bytes.Clone(k))
@@ -335,9 +341,16 @@ func (a *applier) idemStore(cmd *Command, r *Result) error {
 		if err := age.Delete(k); err != nil {
 			return err
 		}
-		if err := idem.Delete(k[8:]); err != nil {
-			return err
+		count--
+		// The key may have been recorded again later; keep that record.
+		if v := idem.Get(k[8:]); v != nil {
+			d := decoder{buf: v}
+			if d.varint() == int64(binary.BigEndian.Uint64(k)) {
+				if err := idem.Delete(k[8:]); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	return nil
+	return meta.Put(metaIdemCount, putU64(count))
 }

@@ -27,9 +27,14 @@ var (
 	bucketIdem    = []byte("idem")
 	bucketIdemAge = []byte("idem_age")
 
-	metaApplied  = []byte("applied_index")
-	metaRevision = []byte("revision")
+	metaApplied   = []byte("applied_index")
+	metaRevision  = []byte("revision")
+	metaIdemCount = []byte("idempotency_keys")
 )
+
+// MaxIdempotencyKeys caps how many idempotency keys the store remembers;
+// past it the oldest are forgotten first.
+const MaxIdempotencyKeys = 100000
 
 // Config configures a Store.
 type Config struct {
@@ -42,6 +47,7 @@ type Config struct {
 	NoSync bool
 	// IdempotencyWindow is how long a write's Idempotency-Key is
 	// remembered, measured on the leaders' clocks. Zero means 10 minutes.
+	// It decides what Apply forgets, so it must be the same on every node.
 	IdempotencyWindow time.Duration
 	// Logger receives the store's logs. Nil means slog.Default().
 	Logger *slog.Logger

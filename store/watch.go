@@ -44,6 +44,7 @@ type Watcher struct {
 	c      chan []Event
 	key    string
 	prefix bool
+	from   int64 // events before this revision are not sent
 	hub    *watchHub
 	err    error
 }
@@ -80,7 +81,7 @@ func (w *Watcher) match(key string) bool {
 func (w *Watcher) filter(events []Event) []Event {
 	var out []Event
 	for _, e := range events {
-		if w.match(e.KV.Key) {
+		if e.KV.ModRevision >= w.from && w.match(e.KV.Key) {
 			out = append(out, e)
 		}
 	}
@@ -171,7 +172,7 @@ func (s *Store) Watch(key string, prefix bool, from int64) (*Watcher, error) {
 	defer h.mu.Unlock()
 	cur := h.current
 	c := make(chan []Event, 256)
-	w := &Watcher{C: c, c: c, key: key, prefix: prefix, hub: h}
+	w := &Watcher{C: c, c: c, key: key, prefix: prefix, from: from, hub: h}
 	if from > 0 && from <= cur {
 		oldest := h.oldest
 		if oldest == 0 {
