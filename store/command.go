@@ -16,6 +16,10 @@ const (
 	// MaxTxnOps is the most compares, or operations in one branch, a
 	// transaction may hold.
 	MaxTxnOps = 128
+	// MaxIdempotencyKeyLen is the longest idempotency key in bytes.
+	MaxIdempotencyKeyLen = 256
+	// MaxMemberFieldLen is the longest member ID or address in bytes.
+	MaxMemberFieldLen = 256
 	// maxField caps any one encoded string or byte field (64 MiB).
 	maxField = 64 << 20
 )
@@ -288,6 +292,9 @@ func (c *Command) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidCommand}, args...)...)
 	}
+	if len(c.IdempotencyKey) > MaxIdempotencyKeyLen {
+		return bad("idempotency key over %d bytes", MaxIdempotencyKeyLen)
+	}
 	switch c.Op {
 	case OpTxn:
 		t := &c.Txn
@@ -320,11 +327,18 @@ func (c *Command) validate() error {
 				if op.Type == OpPut && op.Prefix {
 					return bad("put cannot take a prefix")
 				}
+				if op.ExpiresAt < 0 || op.Limit < 0 {
+					return bad("negative expiry or limit")
+				}
 			}
 		}
 	case OpSetMember, OpRemoveMember:
-		if c.Member.ID == "" {
+		m := c.Member
+		if m.ID == "" {
 			return bad("member without an ID")
+		}
+		if len(m.ID) > MaxMemberFieldLen || len(m.RaftAddr) > MaxMemberFieldLen || len(m.HTTPAddr) > MaxMemberFieldLen {
+			return bad("member ID or address over %d bytes", MaxMemberFieldLen)
 		}
 	case OpExpire:
 		for _, x := range c.Expire {

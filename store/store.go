@@ -283,7 +283,7 @@ func markDirty(path string) error {
 			return fmt.Errorf("store: %s: %w", path, ErrUnclean)
 		}
 	}
-	if err := writeFileSync(marker, bytes.NewReader([]byte(boot))); err != nil {
+	if err := writeFileSync(marker, bytes.NewReader([]byte(boot)), -1); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
@@ -582,8 +582,70 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	return &Snapshot{tx: tx}, nil
 }
 
-// WriteTo streams the snapshot (a complete bbolt file) to w.
-func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) { return sn.tx.WriteTo(w) }
+// snapshotMagic starts every snapshot stream. The stream is the magic, a
+// format version byte, the bbolt file's size (8 bytes, big-endian), the
+// file, and a CRC-64 (ECMA) of the file, so a truncated or damaged snapshot
+// is refused before bbolt ever reads it.
+const snapshotMagic = "CAIRNSNP"
+
+const snapshotVersion byte = 1
+
+var crcTable = crc64.MakeTable(crc64.ECMA)
+
+// WriteTo streams the snapshot (a framed, checksummed bbolt file) to w.
+func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	size := sn.tx.Size()
+	hdr := make([]byte, 0, len(snapshotMagic)+9)
+	hdr = append(hdr, snapshotMagic...)
+	hdr = append(hdr, snapshotVersion)
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(size))
+	if _, err := w.Write(hdr); err != nil {
+		return 0, err
+	}
+	h := crc64.New(crcTable)
+	n, err := sn.tx.WriteTo(io.MultiWriter(w, h))
+	if err != nil {
+		return int64(len(hdr)) + n, err
+	}
+	if n != size {
+		return int64(len(hdr)) + n, fmt.Errorf("store: snapshot wrote %d bytes, expected %d", n, size)
+	}
+	if _, err := w.Write(binary.BigEndian.AppendUint64(nil, h.Sum64())); err != nil {
+		return int64(len(hdr)) + n, err
+	}
+	return int64(len(hdr)) + n + 8, nil
+}
+
+// readSnapshot copies a framed snapshot from r to path, checking its
+// length and checksum.
+func readSnapshot(path string, r io.Reader) error {
+	hdr := make([]byte, len(snapshotMagic)+9)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return fmt.Errorf("%w: snapshot header: %v", ErrCorrupt, err)
+	}
+	if string(hdr[:len(snapshotMagic)]) != snapshotMagic {
+		return fmt.Errorf("%w: not a cairn snapshot", ErrCorrupt)
+	}
+	if v := hdr[len(snapshotMagic)]; v != snapshotVersion {
+		return fmt.Errorf("%w: unknown snapshot version %d", ErrCorrupt, v)
+	}
+	size := int64(binary.BigEndian.Uint64(hdr[len(snapshotMagic)+1:]))
+	if size <= 0 || size > 1<<40 {
+		return fmt.Errorf("%w: snapshot size %d", ErrCorrupt, size)
+	}
+	h := crc64.New(crcTable)
+	if err := writeFileSync(path, io.TeeReader(io.LimitReader(r, size), h), size); err != nil {
+		return err
+	}
+	var sum [8]byte
+	if _, err := io.ReadFull(r, sum[:]); err != nil {
+		return fmt.Errorf("%w: snapshot checksum missing: %v", ErrCorrupt, err)
+	}
+	if binary.BigEndian.Uint64(sum[:]) != h.Sum64() {
+		return fmt.Errorf("%w: snapshot checksum mismatch", ErrCorrupt)
+	}
+	return nil
+}
 
 // AppliedIndex is the Raft index the snapshot reflects.
 func (sn *Snapshot) AppliedIndex() uint64 {
@@ -598,7 +660,7 @@ func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
 // under the lock, so a failed restore leaves the store as it was.
 func (s *Store) Restore(r io.Reader) error {
 	tmp := s.cfg.Path + ".restore"
-	if err := writeFileSync(tmp, r); err != nil {
+	if err := readSnapshot(tmp, r); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("store: restore: %w", err)
 	}
@@ -637,7 +699,14 @@ func (s *Store) Restore(r io.Reader) error {
 
 // checkFile opens a bbolt file read-only and verifies every page, so that a
 // damaged snapshot is refused before it replaces good data.
-func checkFile(path string) error {
+func checkFile(path string) (err error) {
+	defer func() {
+		// bbolt panics on some kinds of damage; a snapshot is never
+		// worth a crash.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, p)
+		}
+	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -664,12 +733,18 @@ func (s *Store) Check() error {
 	})
 }
 
-func writeFileSync(path string, r io.Reader) error {
+// writeFileSync writes r to path and fsyncs it; want >= 0 is the number
+// of bytes r must yield.
+func writeFileSync(path string, r io.Reader, want int64) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r); err != nil {
+	n, err := io.Copy(f, r)
+	if err == nil && want >= 0 && n != want {
+		err = fmt.Errorf("%w: snapshot truncated at %d of %d bytes", ErrCorrupt, n, want)
+	}
+	if err != nil {
 		f.Close()
 		return err
 	}
@@ -745,7 +820,7 @@ func (s *Store) Hash() (uint64, uint64, error) {
 	var applied uint64
 	err := s.view(func(tx *bolt.Tx) error {
 		applied = getU64(tx.Bucket(bucketMeta).Get(metaApplied))
-		h := crc64.New(crc64.MakeTable(crc64.ECMA))
+		h := crc64.New(crcTable)
 		for _, name := range [][]byte{bucketKV, bucketMeta, bucketIdem} {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				h.Write(k)
