@@ -89,6 +89,10 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request, _ string) {
 		h.writeError(w, badArg("a member needs id, raft_addr and http_addr"))
 		return
 	}
+	if len(m.ID) > 128 || len(m.RaftAddr) > store.MaxMemberFieldLen || len(m.HTTPAddr) > store.MaxMemberFieldLen {
+		h.writeError(w, badArg("member id is limited to 128 bytes and addresses to 256"))
+		return
+	}
 	if !h.node.IsLeader() {
 		h.forward(w, r, body)
 		return

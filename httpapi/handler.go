@@ -454,12 +454,17 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, key string) {
 // write runs a write on the leader, or forwards it there. A failed compare
 // of a single-key CAS is a 409.
 func (h *Handler) write(w http.ResponseWriter, r *http.Request, body []byte, mk func() *store.Command, answer func(*store.Result) any) {
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
 	if !h.node.IsLeader() {
 		h.forward(w, r, body)
 		return
 	}
 	cmd := mk()
-	cmd.IdempotencyKey = r.Header.Get(headerIdempotency)
+	cmd.IdempotencyKey = idem
 	res, err := h.node.Apply(r.Context(), cmd)
 	if errors.Is(err, raftnode.ErrNotLeader) {
 		h.forward(w, r, body)
@@ -475,6 +480,15 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, body []byte, mk 
 		return
 	}
 	writeJSON(w, http.StatusOK, answer(res))
+}
+
+// idempotencyKey reads the Idempotency-Key header.
+func idempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get(headerIdempotency)
+	if len(k) > store.MaxIdempotencyKeyLen {
+		return "", badArg(fmt.Sprintf("Idempotency-Key is %d bytes; the limit is %d", len(k), store.MaxIdempotencyKeyLen))
+	}
+	return k, nil
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }

@@ -200,11 +200,16 @@ func (h *Handler) txn(w http.ResponseWriter, r *http.Request, _ string) {
 		h.writeError(w, err)
 		return
 	}
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
 	if !h.node.IsLeader() {
 		h.forward(w, r, body)
 		return
 	}
-	cmd := &store.Command{Op: store.OpTxn, Txn: txn, IdempotencyKey: r.Header.Get(headerIdempotency)}
+	cmd := &store.Command{Op: store.OpTxn, Txn: txn, IdempotencyKey: idem}
 	now := time.Now()
 	ops := append(append([]*store.TxnOp{}, ptrs(cmd.Txn.Success)...), ptrs(cmd.Txn.Failure)...)
 	for i, op := range ops {
