@@ -130,11 +130,11 @@ func (c *Client) do(ctx context.Context, r *request, handle func(*http.Response,
 	n := len(c.endpoints)
 	start := int(c.preferred.Load())
 	backoff := c.cfg.RetryBackoff
-	var lastErr error
+	var prevErr error // the previous attempt's error
 	for attempt := 0; attempt <= c.cfg.MaxRetries; attempt++ {
 		if attempt >= n { // every endpoint has been tried in this call
 			if err := sleep(ctx, backoff); err != nil {
-				return nil, fmt.Errorf("%w (gave up after %d attempts; last error: %w)", err, attempt, lastErr)
+				return nil, fmt.Errorf("%w (gave up after %d attempts; last error: %w)", err, attempt, prevErr)
 			}
 			backoff = min(2*backoff, c.cfg.MaxRetryBackoff)
 		}
@@ -146,18 +146,25 @@ func (c *Client) do(ctx context.Context, r *request, handle func(*http.Response,
 		if err == nil {
 			return m, nil
 		}
-		lastErr = err
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			return nil, fmt.Errorf("%w (gave up after %d attempts; last error: %w)", cerr, attempt+1, err)
-		}
-		if !retry || ctx.Err() != nil {
+		if cerr := ctx.Err(); cerr != nil && (retry || errors.Is(err, cerr)) {
+			// The caller's context ended: report that, and what the
+			// retries were for.
+			if !errors.Is(err, cerr) {
+				err = fmt.Errorf("%w (gave up after %d attempts; last error: %w)", cerr, attempt+1, err)
+			} else if prevErr != nil {
+				err = fmt.Errorf("%w (attempt %d; the one before failed with: %w)", err, attempt+1, prevErr)
+			}
 			return nil, err
 		}
+		if !retry {
+			return nil, err
+		}
+		prevErr = err
 	}
 	if c.cfg.MaxRetries == 0 {
-		return nil, lastErr
+		return nil, prevErr
 	}
-	return nil, fmt.Errorf("%w (gave up after %d attempts)", lastErr, c.cfg.MaxRetries+1)
+	return nil, fmt.Errorf("%w (gave up after %d attempts)", prevErr, c.cfg.MaxRetries+1)
 }
 
 // sleep waits d, or returns ctx's error at once if ctx ends first or its

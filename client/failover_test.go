@@ -239,6 +239,26 @@ func TestRetriesStopAtContextDeadline(t *testing.T) {
 	}
 }
 
+// A deadline that interrupts a retry in flight still reports why the call
+// was retrying.
+func TestDeadlineDuringRetryKeepsCause(t *testing.T) {
+	var n atomic.Int32
+	srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			apiError(503, "not_ready", "catching up")(w, r)
+			return
+		}
+		<-r.Context().Done()
+	})
+	c := mustNewClient(t, srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.Get(ctx, "k")
+	if !errors.Is(err, client.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Get: %v, want both ErrNotReady and DeadlineExceeded", err)
+	}
+}
+
 func TestCanceledContext(t *testing.T) {
 	srv := newRecorder(t, okGet("v"))
 	c := mustNewClient(t, srv.URL)
