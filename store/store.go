@@ -197,6 +197,16 @@ func (s *Store) open(path string) (*bolt.DB, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w: %v", path, ErrCorrupt, err)
 	}
+	// A file shorter than its own metadata says was truncated: reading it
+	// would fault, so refuse it now.
+	if fi, serr := os.Stat(path); serr == nil {
+		var want int64
+		db.View(func(tx *bolt.Tx) error { want = tx.Size(); return nil })
+		if fi.Size() < want {
+			db.Close()
+			return nil, fmt.Errorf("store: %s is %d bytes but its metadata needs %d: %w (truncated file)", path, fi.Size(), want, ErrCorrupt)
+		}
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketKV, bucketTTL, bucketMeta, bucketMembers, bucketIdem, bucketIdemAge} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
