@@ -323,6 +323,7 @@ func TestBadRequests(t *testing.T) {
 		{"PUT to status", "PUT", "/v1/status", []byte("{}"), []want{{405, "method_not_allowed"}}},
 		{"PUT to members", "PUT", "/v1/cluster/members", []byte("{}"), []want{{405, "method_not_allowed"}}},
 		{"POST to healthz", "POST", "/healthz", nil, []want{{405, "method_not_allowed"}}},
+		{"DELETE to readyz", "DELETE", "/readyz", nil, []want{{405, "method_not_allowed"}}},
 	}
 	for _, via := range []*cluster.Node{leader, follower} {
 		role := "leader"
@@ -343,7 +344,7 @@ func TestBadRequests(t *testing.T) {
 						}
 					}
 					checkError(t, r, w.status, w.code)
-					if w.status == http.StatusMethodNotAllowed && r.Header.Get("Allow") == "" {
+					if r.Status == http.StatusMethodNotAllowed && r.Header.Get("Allow") == "" {
 						t.Errorf("405 without an Allow header")
 					}
 				})
@@ -435,6 +436,34 @@ func TestMembership(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInitialCluster forms the cluster with --initial-cluster on every
+// node instead of bootstrap and join, and uses it.
+func TestInitialCluster(t *testing.T) {
+	c := cluster.Start(t, 3, cluster.WithInitialCluster())
+	leader := c.Leader(t)
+	follower := c.Followers(t)[0]
+	r, _ := putOK(t, follower, "initial/a", "x")
+	if got := r.Header.Get(hNode); got != leader.ID {
+		t.Errorf("forwarded PUT: %s %q, want %q", hNode, got, leader.ID)
+	}
+	c.WaitConverged(t)
+	for _, n := range c.Nodes() {
+		checkKeys(t, n, map[string]string{"initial/a": "x"}, n.ID, "consistency=stale")
+		ms, err := n.HTTP().Members(context.Background())
+		must(t, err)
+		if len(ms) != 3 {
+			t.Errorf("members via %s: %+v, want 3", n.ID, ms)
+		}
+	}
+	// A restarted member of an initial cluster rejoins with its data.
+	must(t, c.Kill(follower.ID))
+	putOK(t, leader, "initial/b", "y")
+	must(t, c.Restart(follower.ID))
+	c.Leader(t)
+	c.WaitConverged(t)
+	checkKeys(t, follower, map[string]string{"initial/a": "x", "initial/b": "y"}, follower.ID, "consistency=stale")
 }
 
 // TestLeaderSIGTERM stops the leader with SIGTERM under write load: it
