@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,16 +130,20 @@ func TestInvalidArgumentsNotSent(t *testing.T) {
 	srv := newRecorder(t, okGet("v"))
 	c := mustNewClient(t, srv.URL)
 	for name, call := range map[string]func() error{
-		"empty key":        func() error { _, err := c.Get(ctx, ""); return err },
-		"empty put key":    func() error { _, err := c.Put(ctx, "", nil); return err },
-		"ttl on get":       func() error { _, err := c.Get(ctx, "k", client.WithTTL(time.Second)); return err },
-		"prefix on get":    func() error { _, err := c.Get(ctx, "k", client.WithPrefix()); return err },
-		"consistency put":  func() error { _, err := c.Put(ctx, "k", nil, client.WithConsistency(client.Stale)); return err },
-		"bad consistency":  func() error { _, err := c.Get(ctx, "k", client.WithConsistency("eventual")); return err },
-		"negative limit":   func() error { _, err := c.List(ctx, "", client.WithLimit(-1)); return err },
-		"zero ttl":         func() error { _, err := c.Put(ctx, "k", nil, client.WithTTL(0)); return err },
-		"negative cas":     func() error { _, err := c.Delete(ctx, "k", client.WithCAS(-1)); return err },
-		"empty idem key":   func() error { _, err := c.Put(ctx, "k", nil, client.WithIdempotencyKey("")); return err },
+		"empty key":       func() error { _, err := c.Get(ctx, ""); return err },
+		"empty put key":   func() error { _, err := c.Put(ctx, "", nil); return err },
+		"ttl on get":      func() error { _, err := c.Get(ctx, "k", client.WithTTL(time.Second)); return err },
+		"prefix on get":   func() error { _, err := c.Get(ctx, "k", client.WithPrefix()); return err },
+		"consistency put": func() error { _, err := c.Put(ctx, "k", nil, client.WithConsistency(client.Stale)); return err },
+		"bad consistency": func() error { _, err := c.Get(ctx, "k", client.WithConsistency("eventual")); return err },
+		"negative limit":  func() error { _, err := c.List(ctx, "", client.WithLimit(-1)); return err },
+		"zero ttl":        func() error { _, err := c.Put(ctx, "k", nil, client.WithTTL(0)); return err },
+		"negative cas":    func() error { _, err := c.Delete(ctx, "k", client.WithCAS(-1)); return err },
+		"empty idem key":  func() error { _, err := c.Put(ctx, "k", nil, client.WithIdempotencyKey("")); return err },
+		"long idem key": func() error {
+			_, err := c.Put(ctx, "k", nil, client.WithIdempotencyKey(strings.Repeat("x", client.MaxIdempotencyKeyLen+1)))
+			return err
+		},
 		"empty member id":  func() error { _, err := c.RemoveMember(ctx, ""); return err },
 		"incomplete join":  func() error { _, err := c.AddMember(ctx, client.Member{ID: "n4"}); return err },
 		"keys-only on get": func() error { _, err := c.Get(ctx, "k", client.WithKeysOnly()); return err },

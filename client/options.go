@@ -119,11 +119,15 @@ func WithMinRevision(rev int64) Option {
 	return func(o *op) { o.set |= optMinRevision; o.minRevision = rev }
 }
 
-// WithIdempotencyKey sends key as the Idempotency-Key header of a Put or
-// Delete, so that the server applies the write at most once however often
-// it is sent, and lets the client retry the write after any transport
-// error; without it the client sends a random key of its own but retries
-// only writes that provably never reached a server.
+// MaxIdempotencyKeyLen is the longest key WithIdempotencyKey accepts, in
+// bytes, as the server limits it.
+const MaxIdempotencyKeyLen = 256
+
+// WithIdempotencyKey sends key (1 to MaxIdempotencyKeyLen bytes) as the
+// Idempotency-Key header of a Put or Delete, so that the server applies the
+// write at most once however often it is sent, and lets the client retry the
+// write after any transport error; without it the client sends a random key
+// of its own but retries only writes that provably never reached a server.
 func WithIdempotencyKey(key string) Option {
 	return func(o *op) { o.set |= optIdempotencyKey; o.idempotencyKey = key }
 }
@@ -158,6 +162,9 @@ func buildOp(call string, allowed optBit, opts []Option) (*op, error) {
 		return nil, fmt.Errorf("client: %w: negative minimum revision %d", ErrInvalidArgument, o.minRevision)
 	case o.set&optIdempotencyKey != 0 && o.idempotencyKey == "":
 		return nil, fmt.Errorf("client: %w: empty idempotency key", ErrInvalidArgument)
+	case len(o.idempotencyKey) > MaxIdempotencyKeyLen:
+		return nil, fmt.Errorf("client: %w: idempotency key is %d bytes; the limit is %d",
+			ErrInvalidArgument, len(o.idempotencyKey), MaxIdempotencyKeyLen)
 	}
 	return o, nil
 }
