@@ -67,9 +67,19 @@ func TestHarness(t *testing.T) {
 		if err := c.Restart(fs[1].ID); err != nil {
 			t.Fatal(err)
 		}
+		// SIGTERM reaches a paused node too (it is resumed for it).
+		if err := c.Pause(f.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Stop(f.ID); err != nil {
+			t.Errorf("Stop of a paused node: %v", err)
+		}
+		if err := c.Restart(f.ID); err != nil {
+			t.Fatal(err)
+		}
 		c.Leader(t)
 		c.WaitConverged(t)
-		if _, ok := f.LogContains("cluster: start #2"); !ok {
+		if _, ok := f.LogContains("cluster: start #3"); !ok {
 			t.Errorf("%s log has no restart marker", f.ID)
 		}
 		// A paused node is still cleaned up.
