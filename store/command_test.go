@@ -74,6 +74,16 @@ func sampleCommands() map[string]*Command {
 			return c
 		}(),
 		"max key": NewPut(strings.Repeat("é", MaxKeyLen/2), []byte("v"), -1, 0),
+		"max idempotency key": func() *Command {
+			c := NewPut("k", []byte("v"), -1, 0)
+			c.IdempotencyKey = strings.Repeat("i", MaxIdempotencyKeyLen)
+			return c
+		}(),
+		"max member fields": {Op: OpSetMember, Member: Member{
+			ID:       strings.Repeat("n", MaxMemberFieldLen),
+			RaftAddr: strings.Repeat("r", MaxMemberFieldLen),
+			HTTPAddr: strings.Repeat("h", MaxMemberFieldLen),
+		}},
 	}
 }
 
@@ -223,6 +233,14 @@ func TestDecodeRejects(t *testing.T) {
 		"compare target 6":   (&Command{Op: OpTxn, Txn: Txn{Compare: []Compare{{Key: "a", Target: 6, Op: CmpEqual}}}}).Encode(),
 		"compare operator 0": (&Command{Op: OpTxn, Txn: Txn{Compare: []Compare{{Key: "a", Target: TargetValue, Op: 0}}}}).Encode(),
 		"compare operator 5": (&Command{Op: OpTxn, Txn: Txn{Compare: []Compare{{Key: "a", Target: TargetValue, Op: 5}}}}).Encode(),
+		"negative expiry":    NewPut("a", nil, -1, -1).Encode(),
+		"negative limit": (&Command{Op: OpTxn, Txn: Txn{Success: []TxnOp{
+			{Type: OpGet, Key: "a", Prefix: true, Limit: -1},
+		}}}).Encode(),
+		"long idempotency key": (&Command{Op: OpExpire, IdempotencyKey: strings.Repeat("i", MaxIdempotencyKeyLen+1)}).Encode(),
+		"long member id":       (&Command{Op: OpSetMember, Member: Member{ID: strings.Repeat("n", MaxMemberFieldLen+1)}}).Encode(),
+		"long raft addr":       (&Command{Op: OpSetMember, Member: Member{ID: "n", RaftAddr: strings.Repeat("r", MaxMemberFieldLen+1)}}).Encode(),
+		"long http addr":       (&Command{Op: OpRemoveMember, Member: Member{ID: "n", HTTPAddr: strings.Repeat("h", MaxMemberFieldLen+1)}}).Encode(),
 	}
 	over := func(c *Command) []byte { return c.Encode() }
 	many := func(n int) *Command {
@@ -381,10 +399,15 @@ func TestCommandRoundTripVariations(t *testing.T) {
 	nums := []int64{0, 1, -1, 1 << 62, -1 << 63, 1<<63 - 1}
 	for _, v := range values {
 		for _, n := range nums {
-			c := &Command{Op: OpTxn, Now: n, IdempotencyKey: string(v), Txn: Txn{
+			pos := max(n, -(n + 1)) // expiry and limit must not be negative
+			idem := string(v)
+			if len(idem) > MaxIdempotencyKeyLen {
+				idem = idem[:MaxIdempotencyKeyLen]
+			}
+			c := &Command{Op: OpTxn, Now: n, IdempotencyKey: idem, Txn: Txn{
 				Compare: []Compare{{Key: "k", Target: TargetValue, Op: CmpLess, Num: n, Value: v}},
-				Success: []TxnOp{{Type: OpPut, Key: "k", Value: v, ExpiresAt: n, Limit: -n}},
-				Failure: []TxnOp{{Type: OpGet, Key: "k", Prefix: true, Limit: n}},
+				Success: []TxnOp{{Type: OpPut, Key: "k", Value: v, ExpiresAt: pos, Limit: pos}},
+				Failure: []TxnOp{{Type: OpGet, Key: "k", Prefix: true, Limit: pos}},
 			}}
 			got, err := DecodeCommand(c.Encode())
 			if err != nil {

@@ -96,7 +96,11 @@ func (ts *testStore) apply(cmd *Command) *Result {
 	ts.t.Helper()
 	r := ts.applyRaw(cmd.Encode())
 	if r.Err != nil {
-		ts.t.Fatalf("apply %+v: %v", cmd, r.Err)
+		msg := r.Err.Error()
+		if len(msg) > 300 {
+			msg = msg[:300] + "..."
+		}
+		ts.t.Fatalf("apply of op %d: %s", cmd.Op, msg)
 	}
 	return r
 }

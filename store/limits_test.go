@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -57,10 +58,11 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestApplyOversizedIdempotencyKey: DecodeCommand accepts an idempotency key
-// of up to 64 MiB, but bbolt refuses keys over 32 KiB, so Apply fails its
-// transaction and retries it forever; the node stops applying the log.
-// Every node hangs on the same entry. Runs in a child process.
+// TestApplyOversizedIdempotencyKey: bbolt refuses keys over 32 KiB; an
+// idempotency key that long used to fail Apply's transaction, which then
+// retried it forever, so every node stopped applying the log. The entry
+// must be answered (refused) instead. Runs in a child process because a
+// regression hangs.
 func TestApplyOversizedIdempotencyKey(t *testing.T) {
 	if !inChild(t) {
 		runChild(t, 60*time.Second)
@@ -68,8 +70,8 @@ func TestApplyOversizedIdempotencyKey(t *testing.T) {
 	}
 	cmd := withNow(NewPut("k", []byte("v"), -1, 0))
 	cmd.IdempotencyKey = strings.Repeat("i", 40000)
-	if r := applyWithin(t, cmd, 3*time.Second); r == nil || r.Err == nil {
-		t.Logf("applied: %+v", r)
+	if r := applyWithin(t, cmd, 3*time.Second); r == nil || !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("Apply answered %+v, want ErrInvalidCommand", r)
 	}
 }
 
@@ -80,7 +82,9 @@ func TestApplyOversizedMemberID(t *testing.T) {
 		return
 	}
 	cmd := &Command{Op: OpSetMember, Member: Member{ID: strings.Repeat("m", 40000), RaftAddr: "r"}}
-	applyWithin(t, cmd, 3*time.Second)
+	if r := applyWithin(t, cmd, 3*time.Second); r == nil || !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("Apply answered %+v, want ErrInvalidCommand", r)
+	}
 }
 
 // TestApplyLargeButAllowedFields: fields right at the limits apply fine.
@@ -89,18 +93,25 @@ func TestApplyLargeButAllowedFields(t *testing.T) {
 	key := strings.Repeat("k", MaxKeyLen)
 	val := bytes.Repeat([]byte("v"), 1<<20)
 	c := withNow(NewPut(key, val, -1, time.Now().Add(time.Hour).UnixNano()))
-	c.IdempotencyKey = strings.Repeat("i", 1000)
+	c.IdempotencyKey = strings.Repeat("i", MaxIdempotencyKeyLen)
 	s.apply(c)
 	if kv := s.mustGet(key); !bytes.Equal(kv.Value, val) {
 		t.Fatal("large value changed")
 	}
-	s.apply(&Command{Op: OpSetMember, Member: Member{ID: strings.Repeat("m", 1000), RaftAddr: strings.Repeat("r", 10000)}})
+	if r := s.apply(c); r.Revision != 1 {
+		t.Fatalf("retry with the longest idempotency key: %+v", r)
+	}
+	m := Member{ID: strings.Repeat("m", MaxMemberFieldLen), RaftAddr: strings.Repeat("r", MaxMemberFieldLen), HTTPAddr: strings.Repeat("h", MaxMemberFieldLen)}
+	s.apply(&Command{Op: OpSetMember, Member: m})
+	if got, ok := s.Member(m.ID); !ok || got != m {
+		t.Fatalf("Member = %+v, %v", got, ok)
+	}
 }
 
-// TestExpiredNegativeExpiresAt: a put with a negative ExpiresAt is accepted
-// by DecodeCommand and is invisible to Get at once, but its TTL index
-// entry sorts after every positive time, so Expired never reaches it while
-// any live TTL exists: the dead key is never expired.
+// TestExpiredNegativeExpiresAt: a put with a negative ExpiresAt is dead at
+// once (Get reports it missing), but its TTL index entry sorts after every
+// positive time, so Expired never reaches it while any live TTL exists.
+// Such a command must be refused, or else be expired like any other.
 func TestExpiredNegativeExpiresAt(t *testing.T) {
 	s := mustOpenStore(t)
 	now := time.Now().UnixNano()
@@ -109,7 +120,12 @@ func TestExpiredNegativeExpiresAt(t *testing.T) {
 	s.apply(live)
 	neg := NewPut("neg", []byte("v"), -1, -1)
 	neg.Now = -2 // alive when applied, so it is stored
-	s.apply(neg)
+	if r := s.applyRaw(neg.Encode()); r.Err != nil {
+		if !errors.Is(r.Err, ErrInvalidCommand) {
+			t.Fatalf("refused with %v, want ErrInvalidCommand", r.Err)
+		}
+		return // refused: fine
+	}
 	s.mustMissing("neg")
 	exp, err := s.Expired(time.Now().UnixNano(), 100)
 	if err != nil {
