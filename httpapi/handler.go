@@ -93,6 +93,7 @@ type Handler struct {
 	node  Node
 	store Store
 	fwd   *http.Client
+	ri    readIndexClient
 }
 
 // New returns the API handler for node and its store.
@@ -116,7 +117,9 @@ func New(cfg Config, node Node, st Store) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient}, nil
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient}
+	h.ri.h = h
+	return h, nil
 }
 
 const (
@@ -195,6 +198,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.withTimeout(h.removeMember)(w, r, path[len("/v1/cluster/members/"):])
+	case path == readIndexPath:
+		if r.Method != http.MethodGet {
+			h.methodNotAllowed(w, "GET")
+			return
+		}
+		h.withTimeout(h.readIndex)(w, r, "")
 	case path == "/healthz":
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	case path == "/readyz":
@@ -278,7 +287,14 @@ func (h *Handler) readFence(r *http.Request, c consistency) (forward bool, err e
 	switch c {
 	case linearizable:
 		if !h.node.IsLeader() {
-			return true, nil
+			// Ask the leader only for the index to wait for, then serve
+			// the read from this node's store; fall back to forwarding
+			// the whole read if the leader cannot be asked.
+			idx, err := h.ri.get(ctx)
+			if err != nil {
+				return true, nil
+			}
+			return false, h.node.WaitApplied(ctx, idx)
 		}
 		idx, err := h.node.ReadIndex(ctx)
 		if errors.Is(err, raftnode.ErrNotLeader) {
