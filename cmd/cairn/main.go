@@ -38,6 +38,7 @@ CAIRN_<FLAG> (dashes become underscores), e.g. CAIRN_DATA_DIR.`,
 		},
 	}
 	root.AddCommand(newServerCmd(), newDevCmd(), newVersionCmd(), newKVCmd(), newClusterCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }
 
