@@ -64,8 +64,7 @@ func (b *lockedBuffer) String() string {
 // must be answered (refused) instead. Runs in a child process because a
 // regression hangs.
 func TestApplyOversizedIdempotencyKey(t *testing.T) {
-	if !inChild(t) {
-		runChild(t, 60*time.Second)
+	if !isolated(t, 60*time.Second) {
 		return
 	}
 	cmd := withNow(NewPut("k", []byte("v"), -1, 0))
@@ -77,8 +76,7 @@ func TestApplyOversizedIdempotencyKey(t *testing.T) {
 
 // TestApplyOversizedMemberID: the same with a member ID.
 func TestApplyOversizedMemberID(t *testing.T) {
-	if !inChild(t) {
-		runChild(t, 60*time.Second)
+	if !isolated(t, 60*time.Second) {
 		return
 	}
 	cmd := &Command{Op: OpSetMember, Member: Member{ID: strings.Repeat("m", 40000), RaftAddr: "r"}}

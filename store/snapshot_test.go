@@ -3,13 +3,16 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc64"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -253,8 +256,22 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 
 const childEnv = "CAIRN_STORE_TEST_CHILD"
 
-// inChild reports whether this process is the child of runChild for t.
-func inChild(t *testing.T) bool { return os.Getenv(childEnv) == t.Name() }
+// isolated runs test t in a child process of its own and reports the
+// child's outcome. It returns true only inside that child, where the
+// caller goes on to run the test's body.
+func isolated(t *testing.T, timeout time.Duration) bool {
+	t.Helper()
+	switch os.Getenv(childEnv) {
+	case t.Name():
+		return true
+	case "":
+		runChild(t, timeout)
+		return false
+	default:
+		t.Skip("another test's child process")
+		return false
+	}
+}
 
 // runChild reruns test t alone in a child process and fails t if the child
 // fails, crashes or does not finish within timeout.
@@ -262,7 +279,11 @@ func runChild(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	var pattern []string
+	for _, part := range strings.Split(t.Name(), "/") {
+		pattern = append(pattern, "^"+regexp.QuoteMeta(part)+"$")
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run="+strings.Join(pattern, "/"), "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
@@ -271,6 +292,10 @@ func runChild(t *testing.T, timeout time.Duration) {
 	}
 	if err != nil {
 		t.Errorf("child process failed: %v; output:\n%s", err, summarize(out))
+		return
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) && !strings.Contains(string(out), "--- PASS: "+strings.Split(t.Name(), "/")[0]) {
+		t.Errorf("child process ran nothing; output:\n%s", summarize(out))
 		return
 	}
 	t.Logf("child output:\n%s", summarize(out))
@@ -302,8 +327,7 @@ func summarize(b []byte) string {
 // TestRestoreTruncatedSnapshot cuts a valid snapshot at many lengths;
 // every cut must be refused without harm.
 func TestRestoreTruncatedSnapshot(t *testing.T) {
-	if !inChild(t) {
-		runChild(t, 60*time.Second)
+	if !isolated(t, 60*time.Second) {
 		return
 	}
 	src := mustOpenStore(t)
@@ -338,8 +362,7 @@ func TestRestoreTruncatedSnapshot(t *testing.T) {
 
 // TestRestoreCorruptSnapshot damages one page of a valid snapshot.
 func TestRestoreCorruptSnapshot(t *testing.T) {
-	if !inChild(t) {
-		runChild(t, 60*time.Second)
+	if !isolated(t, 60*time.Second) {
 		return
 	}
 	src := mustOpenStore(t)
@@ -361,4 +384,183 @@ func TestRestoreCorruptSnapshot(t *testing.T) {
 		t.Fatal("Restore accepted a snapshot with a zeroed page")
 	}
 	mustEqual(t, "state after a corrupt restore", stateOf(t, s), want)
+}
+
+// reframe unwraps a snapshot stream (magic, version, size, bbolt file,
+// CRC-64), lets mutate change the bbolt file, and wraps it again with a
+// correct size and checksum, so that the damage reaches the bbolt checks.
+func reframe(t testing.TB, snap []byte, mutate func(file []byte) []byte) []byte {
+	t.Helper()
+	hl := len(snapshotMagic) + 1 + 8
+	if len(snap) < hl+8 || string(snap[:len(snapshotMagic)]) != snapshotMagic {
+		t.Fatalf("snapshot framing changed; update reframe (starts %q)", snap[:min(len(snap), 16)])
+	}
+	size := binary.BigEndian.Uint64(snap[len(snapshotMagic)+1 : hl])
+	if uint64(len(snap)) != uint64(hl)+size+8 {
+		t.Fatalf("snapshot framing changed: %d bytes for a %d byte file", len(snap), size)
+	}
+	file := mutate(bytes.Clone(snap[hl : hl+int(size)]))
+	out := append([]byte{}, snap[:len(snapshotMagic)+1]...)
+	out = binary.BigEndian.AppendUint64(out, uint64(len(file)))
+	out = append(out, file...)
+	return binary.BigEndian.AppendUint64(out, crc64.Checksum(file, crcTable))
+}
+
+// TestRestoreFraming: damage to the frame itself is refused.
+func TestRestoreFraming(t *testing.T) {
+	s := mustOpenStore(t)
+	fillStore(t, s, "a", 20)
+	want := stateOf(t, s)
+	good := snapshotBytes(t, s)
+	hl := len(snapshotMagic) + 1 + 8
+	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 0x01; return b }
+	tests := map[string][]byte{
+		"bad magic":        flip(0),
+		"bad version":      flip(len(snapshotMagic)),
+		"size too big":     flip(hl - 8),
+		"size one less":    append(append(append([]byte{}, good[:hl-8]...), binary.BigEndian.AppendUint64(nil, binary.BigEndian.Uint64(good[hl-8:hl])-1)...), good[hl:]...),
+		"file bit flipped": flip(hl + 5000),
+		"checksum flipped": flip(len(good) - 1),
+		"no checksum":      good[:len(good)-8],
+		"half checksum":    good[:len(good)-4],
+		"header only":      good[:hl],
+		"bare bbolt file":  good[hl : len(good)-8],
+	}
+	for name, b := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := s.Restore(bytes.NewReader(b))
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Restore = %v, want ErrCorrupt", err)
+			}
+			mustEqual(t, "state", stateOf(t, s), want)
+		})
+	}
+	if err := s.Restore(bytes.NewReader(reframe(t, good, func(f []byte) []byte { return f }))); err != nil {
+		t.Fatalf("reframed intact snapshot: %v", err)
+	}
+	mustEqual(t, "state after reframed restore", stateOf(t, s), want)
+}
+
+// TestRestoreFramedForeignFile: a well-framed bbolt file without cairn's
+// buckets is refused.
+func TestRestoreFramedForeignFile(t *testing.T) {
+	s := mustOpenStore(t)
+	fillStore(t, s, "a", 5)
+	want := stateOf(t, s)
+	foreign := reframe(t, snapshotBytes(t, mustOpenStore(t)), func(f []byte) []byte {
+		i := bytes.Index(f, []byte("kv"))
+		if i < 0 {
+			t.Fatal("no kv bucket name in the file")
+		}
+		copy(f[i:], "kw") // same length, still sorts before "members"
+		return f
+	})
+	if err := s.Restore(bytes.NewReader(foreign)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Restore = %v, want ErrCorrupt", err)
+	}
+	mustEqual(t, "state", stateOf(t, s), want)
+}
+
+// TestRestoreFramedDamagedFile: a snapshot whose frame is intact but whose
+// bbolt file is damaged (the leader's own file rotted, say) must be refused
+// by checkFile, not crash the process. Runs in a child process.
+func TestRestoreFramedDamagedFile(t *testing.T) {
+	var src *testStore
+	var good []byte
+	if os.Getenv(childEnv) != "" {
+		src = mustOpenStore(t)
+		fillStore(t, src, "a", 300)
+		good = snapshotBytes(t, src)
+	}
+	tests := map[string]func(f []byte) []byte{
+		"zeroed leaf page": func(f []byte) []byte {
+			i := bytes.Index(f, []byte("a150"))
+			pg := i / 4096 * 4096
+			clear(f[pg : pg+4096])
+			return f
+		},
+		"swapped keys": func(f []byte) []byte {
+			i, j := bytes.Index(f, []byte("a011")), bytes.Index(f, []byte("a015"))
+			copy(f[i:], "a015")
+			copy(f[j:], "a011")
+			return f
+		},
+		"last page cut": func(f []byte) []byte { return f[:len(f)-4096] },
+		"half the file": func(f []byte) []byte { return f[:len(f)/2/4096*4096] },
+	}
+	for _, name := range []string{"swapped keys", "zeroed leaf page", "last page cut", "half the file"} {
+		t.Run(name, func(t *testing.T) {
+			if !isolated(t, 60*time.Second) {
+				return
+			}
+			s := mustOpenStore(t)
+			fillStore(t, s, "b", 5)
+			want := stateOf(t, s)
+			t.Logf("restoring a framed snapshot with %s", name)
+			err := s.Restore(bytes.NewReader(reframe(t, good, tests[name])))
+			if err == nil {
+				// Accepting is only harmless if nothing was lost.
+				if got := stateOf(t, s); !reflect.DeepEqual(got, stateOf(t, src)) {
+					t.Fatalf("Restore accepted a damaged file and lost data")
+				}
+				t.Logf("accepted: the damage was in unused space")
+				return
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Restore = %v, want ErrCorrupt", err)
+			}
+			mustEqual(t, "state", stateOf(t, s), want)
+		})
+	}
+}
+
+// TestOpenDamagedFile: Open of a damaged bbolt file should fail with
+// ErrCorrupt (as ErrCorrupt's doc says), not crash the process. Runs each
+// case in a child process.
+func TestOpenDamagedFile(t *testing.T) {
+	tests := map[string]func(f []byte) []byte{
+		"zeroed leaf page": func(f []byte) []byte {
+			pg := bytes.Index(f, []byte("a150")) / 4096 * 4096
+			clear(f[pg : pg+4096])
+			return f
+		},
+		"half the file":   func(f []byte) []byte { return f[:len(f)/2/4096*4096] },
+		"four pages left": func(f []byte) []byte { return f[:4*4096] },
+		"garbage":         func(f []byte) []byte { return bytes.Repeat([]byte("garbage!"), len(f)/8) },
+	}
+	for _, name := range []string{"garbage", "zeroed leaf page", "half the file", "four pages left"} {
+		t.Run(name, func(t *testing.T) {
+			if !isolated(t, 60*time.Second) {
+				return
+			}
+			path := filepath.Join(t.TempDir(), "db")
+			s := mustOpenStoreAt(t, path)
+			fillStore(t, s, "a", 300)
+			want := stateOf(t, s)
+			s.Close()
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tests[name](data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("opening a store file with %s", name)
+			cfg := DefaultConfig(path)
+			cfg.Logger = discardLogger()
+			s2, err := Open(cfg)
+			if err == nil {
+				defer s2.Close()
+				// Accepting is only harmless if nothing was lost.
+				if got := stateOf(t, &testStore{Store: s2, t: t}); !reflect.DeepEqual(got, want) {
+					t.Fatalf("Open of a damaged file succeeded and data is lost: %d keys of %d", len(got.KVs), len(want.KVs))
+				}
+				t.Logf("accepted: the damage was in unused space")
+				return
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Open = %v, want ErrCorrupt", err)
+			}
+		})
+	}
 }
