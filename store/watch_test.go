@@ -363,3 +363,45 @@ func TestWatchFromFuture(t *testing.T) {
 			got[0].KV.ModRevision, evsOf(got))
 	}
 }
+
+// TestWatchSeesExpiryAfterUserDelete: a key with a TTL that has passed is
+// deleted by a client before the leader's expirer gets to it. Watchers
+// saw the key's put, so they must still see it go: either the delete or
+// the later OpExpire must produce a delete event.
+func TestWatchSeesExpiryAfterUserDelete(t *testing.T) {
+	for _, prefix := range []bool{false, true} {
+		t.Run(fmt.Sprint("prefix=", prefix), func(t *testing.T) {
+			s := mustOpenStore(t)
+			w := mustWatch(t, s, "", true, 0)
+			t0 := time.Now().Add(-time.Hour).UnixNano()
+			put := NewPut("ttl/k", []byte("v"), -1, t0+int64(time.Second))
+			put.Now = t0
+			s.apply(put)
+			recv(t, w, 1)
+
+			// The client's delete runs after the TTL passed.
+			key := "ttl/k"
+			if prefix {
+				key = "ttl/"
+			}
+			del := NewDelete(key, prefix, -1)
+			del.Now = t0 + int64(time.Minute)
+			s.apply(del)
+			// Then the leader's expirer runs.
+			exp, err := s.Expired(time.Now().UnixNano(), 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(exp) > 0 {
+				s.apply(&Command{Op: OpExpire, Now: time.Now().UnixNano(), Expire: exp})
+			}
+			select {
+			case evs := <-w.C:
+				mustEqual(t, "events", evsOf(evs)[0].typ, OpDelete)
+			default:
+				t.Errorf("BUG: the key left the store (Get: missing, Expired: %v) but watchers never got a delete event", exp)
+			}
+			s.mustMissing("ttl/k")
+		})
+	}
+}
