@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -239,13 +240,15 @@ func waitLeaderAmong(t testing.TB, nodes []*cluster.Node, old string, timeout ti
 
 // writer writes unique keys through the nodes in turn from a few
 // goroutines until stopped, the count bound or the time bound, and
-// records which writes were acknowledged (200). Other outcomes are
-// unknown and not recorded.
+// records which writes were acknowledged (200) and which were refused
+// (4xx, or 503: nothing was applied). Other outcomes (transport errors,
+// 504 timeout) are unknown.
 type writer struct {
 	mu      sync.Mutex
 	acked   map[string]string
 	errors  int
-	kinds   map[string]int // "node: error kind" -> count
+	kinds   map[string]int    // "node: error kind" -> count
+	refused map[string]string // key -> "status code" of a definite failure (4xx, 503)
 	lastErr string
 	count   atomic.Int64
 	stop    chan struct{}
@@ -254,7 +257,7 @@ type writer struct {
 }
 
 func startWriter(nodes []*cluster.Node, prefix string, workers, maxWrites int, maxTime time.Duration) *writer {
-	w := &writer{acked: map[string]string{}, kinds: map[string]int{}, stop: make(chan struct{})}
+	w := &writer{acked: map[string]string{}, refused: map[string]string{}, kinds: map[string]int{}, stop: make(chan struct{})}
 	deadline := time.Now().Add(maxTime)
 	var next atomic.Int64
 	for range workers {
@@ -289,10 +292,17 @@ func startWriter(nodes []*cluster.Node, prefix string, workers, maxWrites int, m
 						w.lastErr = r.String()
 						e, _ := r.Error()
 						kind = fmt.Sprintf("%d %s", r.Status, e.Code)
+						if r.Status == http.StatusServiceUnavailable || (r.Status >= 400 && r.Status < 500) {
+							w.refused[key] = kind
+						}
 					}
 					w.kinds[n.ID+": "+kind]++
 				}
+				ok := err == nil && r.Status == http.StatusOK
 				w.mu.Unlock()
+				if !ok {
+					time.Sleep(5 * time.Millisecond) // no tight loop against a node that refuses
+				}
 			}
 		})
 	}
@@ -318,6 +328,14 @@ func (w *writer) waitAcked(t testing.TB, n int64, timeout time.Duration) {
 func (w *writer) halt() {
 	w.once.Do(func() { close(w.stop) })
 	w.wg.Wait()
+}
+
+// refusedKeys returns the keys whose write got a definite failure, with
+// the status and code; call it after finish.
+func (w *writer) refusedKeys() map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.refused)
 }
 
 // finish stops the writer and returns the acknowledged writes and a

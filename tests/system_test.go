@@ -480,7 +480,11 @@ func TestLeaderSIGTERM(t *testing.T) {
 
 	start := time.Now()
 	stopped := make(chan error, 1)
-	go func() { stopped <- c.Stop(old.ID) }()
+	go func() {
+		err := c.Stop(old.ID)
+		t.Logf("%s exited %v after SIGTERM", old.ID, time.Since(start))
+		stopped <- err
+	}()
 	newID := waitLeaderAmong(t, survivors, old.ID, 10*time.Second)
 	elapsed := time.Since(start)
 	t.Logf("%s leads %v after SIGTERM to %s", newID, elapsed, old.ID)
@@ -505,6 +509,15 @@ func TestLeaderSIGTERM(t *testing.T) {
 	leader := c.Node(newID)
 	c.WaitConverged(t)
 	checkKeys(t, leader, acked, "")
+	// A write refused with 503 (or 4xx) was not applied: only 504 and
+	// transport errors leave the outcome open.
+	for key, kind := range w.refusedKeys() {
+		r, err := leader.HTTP().Get(key)
+		must(t, err)
+		if r.Status != http.StatusNotFound {
+			t.Errorf("write of %s was refused with %s, but GET finds it: %s", key, kind, r)
+		}
+	}
 	for _, n := range survivors {
 		checkKeys(t, n, acked, n.ID, "consistency=stale")
 	}
