@@ -199,7 +199,7 @@ func (a *applier) put(op *TxnOp, rev, now int64) error {
 			kv.Version = old.Version + 1
 		}
 	}
-	if err := kvb.Put([]byte(op.Key), encodeRecord(&kv)); err != nil {
+	if err := kvb.Put([]byte(op.Key), encodeRecord(op.Key, &kv)); err != nil {
 		return err
 	}
 	if kv.ExpiresAt != 0 {
@@ -248,6 +248,11 @@ func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
 	if mod >= 0 && old.ModRevision != mod {
 		return 0, nil
 	}
+	if mod < 0 && !old.live(now) {
+		// Expired but not yet reaped: leave it to the leader's OpExpire,
+		// which deletes it with an event watchers see.
+		return 0, nil
+	}
 	if old.ExpiresAt != 0 {
 		if err := a.tx.Bucket(bucketTTL).Delete(ttlKey(old.ExpiresAt, key)); err != nil {
 			return 0, err
@@ -255,9 +260,6 @@ func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
 	}
 	if err := kvb.Delete([]byte(key)); err != nil {
 		return 0, err
-	}
-	if mod < 0 && !old.live(now) {
-		return 0, nil
 	}
 	a.events = append(a.events, Event{Type: OpDelete, KV: KV{Key: key, ModRevision: rev, CreateRevision: old.CreateRevision}})
 	return 1, nil

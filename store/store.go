@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/crc64"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -150,6 +152,10 @@ type Store struct {
 	notifyCh chan struct{}
 
 	watchers watchHub
+
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error
 }
 
 // Open opens (or creates) the store at cfg.Path.
@@ -163,12 +169,10 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{})}
+	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{}), failed: make(chan struct{})}
 	s.watchers.init()
-	if cfg.NoSync {
-		if err := markDirty(cfg.Path); err != nil {
-			return nil, err
-		}
+	if err := markDirty(cfg.Path, cfg.NoSync); err != nil {
+		return nil, err
 	}
 	db, err := s.open(cfg.Path)
 	if err != nil {
@@ -184,6 +188,11 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func (s *Store) open(path string) (*bolt.DB, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		if err := verifyFile(path, false); err != nil {
+			return nil, fmt.Errorf("store: %s: %w", path, err)
+		}
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         2 * time.Second,
 		NoSync:          s.cfg.NoSync,
@@ -196,16 +205,6 @@ func (s *Store) open(path string) (*bolt.DB, error) {
 			return nil, fmt.Errorf("store: %s is locked by another process", path)
 		}
 		return nil, fmt.Errorf("store: open %s: %w: %v", path, ErrCorrupt, err)
-	}
-	// A file shorter than its own metadata says was truncated: reading it
-	// would fault, so refuse it now.
-	if fi, serr := os.Stat(path); serr == nil {
-		var want int64
-		db.View(func(tx *bolt.Tx) error { want = tx.Size(); return nil })
-		if fi.Size() < want {
-			db.Close()
-			return nil, fmt.Errorf("store: %s is %d bytes but its metadata needs %d: %w (truncated file)", path, fi.Size(), want, ErrCorrupt)
-		}
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketKV, bucketTTL, bucketMeta, bucketMembers, bucketIdem, bucketIdemAge} {
@@ -283,15 +282,21 @@ func bootID() string {
 	return string(bytes.TrimSpace(b))
 }
 
-// markDirty refuses a file left unsynced by an earlier boot, then records
-// the current boot as having the file open.
-func markDirty(path string) error {
+// markDirty refuses a file left unsynced by an earlier boot, then (when
+// the store will not fsync) records the current boot as having it open.
+func markDirty(path string, noSync bool) error {
 	marker := path + dirtySuffix
 	boot := bootID()
 	if prev, err := os.ReadFile(marker); err == nil {
 		if _, statErr := os.Stat(path); statErr == nil && (boot == "" || string(prev) != boot) {
 			return fmt.Errorf("store: %s: %w", path, ErrUnclean)
 		}
+	}
+	if !noSync {
+		if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
 	}
 	if err := writeFileSync(marker, bytes.NewReader([]byte(boot)), -1); err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -308,6 +313,21 @@ func Remove(path string) error {
 		}
 	}
 	return nil
+}
+
+// Failed is closed when the store found its file corrupt while applying;
+// FailErr then says why. The node must stop: it can neither apply nor skip
+// the entry.
+func (s *Store) Failed() <-chan struct{} { return s.failed }
+
+// FailErr is the error that closed Failed.
+func (s *Store) FailErr() error {
+	select {
+	case <-s.failed:
+		return s.failErr
+	default:
+		return nil
+	}
 }
 
 // AppliedIndex is the Raft index of the last entry applied.
@@ -544,6 +564,17 @@ func (s *Store) Apply(entries []Entry) []*Result {
 		if errors.Is(err, ErrClosed) {
 			return results
 		}
+		if errors.Is(err, ErrCorrupt) {
+			// The file is damaged: applying on would diverge from the
+			// other nodes, and skipping would too. Stop here for good;
+			// the process owner sees Failed and stops the node.
+			s.failOnce.Do(func() {
+				s.failErr = err
+				s.log.Error("state machine file is corrupt; this node must stop", "err", err)
+				close(s.failed)
+			})
+			select {}
+		}
 		// A failed commit (disk full, I/O error) must not skip entries:
 		// every node has to apply the same log. Retry until it works.
 		delay := time.Duration(min(1<<min(attempt, 10), 1000)) * time.Millisecond
@@ -674,7 +705,7 @@ func (s *Store) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("store: restore: %w", err)
 	}
-	if err := checkFile(tmp); err != nil {
+	if err := verifyFile(tmp, true); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("store: restore: %w", err)
 	}
@@ -707,39 +738,68 @@ func (s *Store) Restore(r io.Reader) error {
 	return nil
 }
 
-// checkFile opens a bbolt file read-only and verifies every page, so that a
-// damaged snapshot is refused before it replaces good data.
-func checkFile(path string) (err error) {
+// verifyFile opens a bbolt file read-only and reads every page of it and
+// every record's checksum, in this goroutine, with faults turned into
+// panics and recovered: bbolt panics (or faults on a truncated mmap) on
+// some kinds of damage, and a damaged file must be refused, not crash the
+// node. A file shorter than its metadata says is refused before any page
+// is read. requireCairn also insists the cairn buckets exist.
+func verifyFile(path string, requireCairn bool) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
-		// bbolt panics on some kinds of damage; a snapshot is never
-		// worth a crash.
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, p)
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%s is locked by another process", path)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	defer db.Close()
 	return db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		if fi.Size() < tx.Size() {
+			return fmt.Errorf("%w: file is %d bytes but its metadata needs %d (truncated)", ErrCorrupt, fi.Size(), tx.Size())
 		}
-		if tx.Bucket(bucketMeta) == nil || tx.Bucket(bucketKV) == nil {
-			return fmt.Errorf("%w: not a cairn store", ErrCorrupt)
+		return walk(tx, requireCairn)
+	})
+}
+
+// walk reads every key of every bucket and checks every record.
+func walk(tx *bolt.Tx, requireCairn bool) error {
+	if requireCairn && (tx.Bucket(bucketMeta) == nil || tx.Bucket(bucketKV) == nil) {
+		return fmt.Errorf("%w: not a cairn store", ErrCorrupt)
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		isKV := bytes.Equal(name, bucketKV)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if isKV {
+				if _, err := decodeRecord(string(k), v, false); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
 }
 
-// Check verifies every page of the open store. It reads the whole file.
+// Check reads every page and record of the open store.
 func (s *Store) Check() error {
-	return s.view(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		return nil
+	return s.view(func(tx *bolt.Tx) (err error) {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("%w: %v", ErrCorrupt, p)
+			}
+		}()
+		return walk(tx, true)
 	})
 }
 
@@ -787,30 +847,48 @@ func putU64(v uint64) []byte {
 	return b
 }
 
-// encodeRecord lays out a stored value: revisions, expiry, then the value.
-func encodeRecord(kv *KV) []byte {
-	b := make([]byte, 0, 4*binary.MaxVarintLen64+len(kv.Value))
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeRecord lays out a stored value: a CRC-32C of the key and the rest,
+// revisions, expiry, then the value. The checksum means a flipped bit on
+// disk is reported as ErrCorrupt instead of served.
+func encodeRecord(key string, kv *KV) []byte {
+	b := make([]byte, 4, 4+4*binary.MaxVarintLen64+len(kv.Value))
 	b = binary.AppendUvarint(b, uint64(kv.CreateRevision))
 	b = binary.AppendUvarint(b, uint64(kv.ModRevision))
 	b = binary.AppendUvarint(b, uint64(kv.Version))
 	b = binary.AppendVarint(b, kv.ExpiresAt)
-	return append(b, kv.Value...)
+	b = append(b, kv.Value...)
+	sum := crc32.Update(crc32.Checksum([]byte(key), castagnoli), castagnoli, b[4:])
+	binary.BigEndian.PutUint32(b, sum)
+	return b
 }
 
 func decodeRecord(key string, b []byte, withValue bool) (KV, error) {
 	kv := KV{Key: key}
+	corrupt := func(what string) (KV, error) {
+		return KV{Key: key}, fmt.Errorf("%w: record of %q: %s", ErrCorrupt, key, what)
+	}
+	if len(b) < 8 {
+		return corrupt("too short")
+	}
+	want := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	if crc32.Update(crc32.Checksum([]byte(key), castagnoli), castagnoli, b) != want {
+		return corrupt("checksum mismatch")
+	}
 	var vals [3]uint64
 	for i := range vals {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
-			return kv, fmt.Errorf("%w: record of %q", ErrCorrupt, key)
+			return corrupt("bad revision")
 		}
 		vals[i] = v
 		b = b[n:]
 	}
 	exp, n := binary.Varint(b)
 	if n <= 0 {
-		return kv, fmt.Errorf("%w: record of %q", ErrCorrupt, key)
+		return corrupt("bad expiry")
 	}
 	kv.CreateRevision, kv.ModRevision, kv.Version, kv.ExpiresAt = int64(vals[0]), int64(vals[1]), int64(vals[2]), exp
 	if withValue {
