@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-kv/cairn/raftnode"
@@ -94,6 +95,16 @@ type Handler struct {
 	store Store
 	fwd   *http.Client
 	ri    readIndexClient
+
+	closeOnce sync.Once
+	closing   chan struct{}
+}
+
+// Close ends open watch streams (each gets a final error line telling the
+// client to resume elsewhere), so that a server shutdown need not wait for
+// them. Other requests are unaffected.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() { close(h.closing) })
 }
 
 // New returns the API handler for node and its store.
@@ -117,7 +128,7 @@ func New(cfg Config, node Node, st Store) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient}
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient, closing: make(chan struct{})}
 	h.ri.h = h
 	return h, nil
 }
@@ -205,8 +216,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.withTimeout(h.readIndex)(w, r, "")
 	case path == "/healthz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.methodNotAllowed(w, "GET")
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	case path == "/readyz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.methodNotAllowed(w, "GET")
+			return
+		}
 		if !h.node.Ready() {
 			h.writeError(w, fmt.Errorf("%w: no leader known or still catching up", ErrNotReady))
 			return
@@ -475,16 +494,13 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, body []byte, mk 
 		h.writeError(w, err)
 		return
 	}
-	if !h.node.IsLeader() {
-		h.forward(w, r, body)
-		return
-	}
-	cmd := mk()
-	cmd.IdempotencyKey = idem
-	res, err := h.node.Apply(r.Context(), cmd)
-	if errors.Is(err, raftnode.ErrNotLeader) {
-		h.forward(w, r, body)
-		return
+	res, err := h.applyOrForward(w, r, body, func() *store.Command {
+		cmd := mk()
+		cmd.IdempotencyKey = idem
+		return cmd
+	})
+	if res == nil && err == nil {
+		return // forwarded
 	}
 	if err != nil {
 		h.writeError(w, err)
@@ -496,6 +512,30 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, body []byte, mk 
 		return
 	}
 	writeJSON(w, http.StatusOK, answer(res))
+}
+
+// applyOrForward applies a write here if this node leads, or forwards the
+// request to the leader (returning nil, nil). A leader that is handing
+// leadership over refuses new writes for a moment: the write waits (up to
+// LeaderWait) for the new leader instead of failing.
+func (h *Handler) applyOrForward(w http.ResponseWriter, r *http.Request, body []byte, mk func() *store.Command) (*store.Result, error) {
+	ctx := r.Context()
+	deadline := time.Now().Add(h.cfg.LeaderWait)
+	for {
+		if !h.node.IsLeader() {
+			h.forward(w, r, body)
+			return nil, nil
+		}
+		res, err := h.node.Apply(ctx, mk())
+		if !errors.Is(err, raftnode.ErrNotLeader) || time.Now().After(deadline) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, raftnode.ErrTimeout
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // idempotencyKey reads the Idempotency-Key header.

@@ -205,24 +205,21 @@ func (h *Handler) txn(w http.ResponseWriter, r *http.Request, _ string) {
 		h.writeError(w, err)
 		return
 	}
-	if !h.node.IsLeader() {
-		h.forward(w, r, body)
-		return
-	}
-	cmd := &store.Command{Op: store.OpTxn, Txn: txn, IdempotencyKey: idem}
-	now := time.Now()
-	ops := append(append([]*store.TxnOp{}, ptrs(cmd.Txn.Success)...), ptrs(cmd.Txn.Failure)...)
-	for i, op := range ops {
-		if ttls[i] > 0 {
-			op.ExpiresAt = now.Add(ttls[i]).UnixNano()
+	res, err := h.applyOrForward(w, r, body, func() *store.Command {
+		cmd := &store.Command{Op: store.OpTxn, Txn: txn, IdempotencyKey: idem}
+		now := time.Now()
+		ops := append(append([]*store.TxnOp{}, ptrs(cmd.Txn.Success)...), ptrs(cmd.Txn.Failure)...)
+		for i, op := range ops {
+			if ttls[i] > 0 {
+				op.ExpiresAt = now.Add(ttls[i]).UnixNano()
+			}
 		}
+		return cmd
+	})
+	if res == nil && err == nil {
+		return // forwarded
 	}
-	res, err := h.node.Apply(r.Context(), cmd)
 	if err != nil {
-		if isNotLeader(err) {
-			h.forward(w, r, body)
-			return
-		}
 		h.writeError(w, err)
 		return
 	}

@@ -129,6 +129,9 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request, key string) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-h.closing:
+			h.endWatch(enc, wt, flush)
+			return
 		case evs, ok := <-wt.C:
 			if !ok {
 				h.endWatch(enc, wt, flush)
@@ -159,5 +162,3 @@ func (h *Handler) endWatch(enc *json.Encoder, wt *store.Watcher, flush func() bo
 	enc.Encode(&e)
 	flush()
 }
-
-func isNotLeader(err error) bool { return errors.Is(err, raftnode.ErrNotLeader) }

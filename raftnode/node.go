@@ -309,18 +309,24 @@ func (n *Node) Ready() bool {
 	return false
 }
 
-// Shutdown stops the node. A leader first hands leadership to another
-// voter so the cluster does not wait out an election timeout.
-func (n *Node) Shutdown() error {
-	if !n.closed.CompareAndSwap(false, true) {
-		return nil
-	}
+// TransferLeadership hands leadership to another voter if this node leads
+// and has one, so the cluster does not wait out an election timeout.
+func (n *Node) TransferLeadership() {
 	if n.IsLeader() && n.voters() > 1 {
-		n.log.Info("transferring leadership before shutdown")
+		n.log.Info("transferring leadership")
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer failed", "err", err)
 		}
 	}
+}
+
+// Shutdown stops the node. A leader first hands leadership on
+// (TransferLeadership).
+func (n *Node) Shutdown() error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	n.TransferLeadership()
 	n.cancel()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()

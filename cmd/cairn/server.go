@@ -215,13 +215,23 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		log.Info("shutting down")
 	case err := <-serveErr:
 		log.Error("http server failed", "err", err)
+	case <-st.Failed():
+		// The state machine cannot go on (its file is corrupt); Raft's
+		// apply loop is stuck on purpose, so a clean shutdown would hang.
+		log.Error("stopping: the state machine failed", "err", st.FailErr())
+		os.Exit(2)
 	}
-	nerr := node.Shutdown()
+	// Hand leadership on first, then let in-flight requests finish (they
+	// forward to the new leader), then stop Raft and close the store.
+	node.TransferLeadership()
+	api.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv.Shutdown(sctx)
-	if nerr != nil {
-		return fmt.Errorf("raft shutdown: %w", nerr)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := node.Shutdown(); err != nil {
+		return fmt.Errorf("raft shutdown: %w", err)
 	}
 	log.Info("stopped")
 	return nil
