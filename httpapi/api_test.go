@@ -662,8 +662,10 @@ func TestNoLeader(t *testing.T) {
 	var put putJSON
 	call(t, keep, "PUT", kvPath("k"), []byte("v")).wantOK(t).decode(t, &put)
 	waitRevision(t, put.Revision, c.nodes...)
+	start := time.Now()
 	c.stop(fs[1])
 	c.stop(l)
+	t.Logf("stopped two nodes in %v", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 10*time.Second, keep.id+" to lose its leader", func() error {
 		if id, _ := keep.node.Leader(); id != "" {
 			return fmt.Errorf("%s still follows %s", keep.id, id)
@@ -686,6 +688,7 @@ func TestNoLeader(t *testing.T) {
 		start := time.Now()
 		r := call(t, keep, tc.method, tc.target, tc.body)
 		took := time.Since(start)
+		t.Logf("%s %s: %d after %v", tc.method, tc.target, r.Status, took.Round(time.Millisecond))
 		r.wantError(t, http.StatusServiceUnavailable, "no_leader")
 		if took > 5*time.Second {
 			t.Errorf("%s %s took %v to fail", tc.method, tc.target, took)

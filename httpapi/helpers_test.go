@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,11 +44,46 @@ func (w *logWriter) Write(p []byte) (int, error) {
 // testLogger returns a logger writing to t.Log. Call it before anything
 // whose cleanup may log, so that its own cleanup runs last.
 func testLogger(t testing.TB) *slog.Logger {
+	if f, ok := t.(*testing.F); ok {
+		return fuzzLogger(f)
+	}
 	w := &logWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
 		w.done = true
 		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// tailWriter keeps the last lines written to it.
+type tailWriter struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.lines) == 2000 {
+		w.lines = append(w.lines[:0], w.lines[1000:]...)
+	}
+	w.lines = append(w.lines, string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// fuzzLogger is testLogger for a fuzz target: testing.F may not be used
+// from other goroutines while the fuzz function runs, so the logs are
+// kept and shown only if the target failed.
+func fuzzLogger(f *testing.F) *slog.Logger {
+	w := &tailWriter{}
+	f.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if f.Failed() {
+			f.Log(strings.Join(w.lines, "\n"))
+		}
+		w.lines = nil
 	})
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
@@ -266,8 +302,7 @@ func (c *testCluster) mustStart(tn *testNode) {
 	}
 }
 
-// stop shuts tn down: Raft (handing leadership on), then HTTP, then the
-// store. Its data directory stays for a restart.
+// stop shuts tn down: leadership, HTTP, Raft, then the store. Its data directory stays for a restart.
 func (c *testCluster) stop(tn *testNode) {
 	c.mu.Lock()
 	up := tn.up
@@ -276,10 +311,18 @@ func (c *testCluster) stop(tn *testNode) {
 	if !up {
 		return
 	}
+	// As cmd/cairn does: hand leadership on, end watches, let in-flight
+	// requests finish, then stop Raft.
+	tn.node.TransferLeadership()
+	tn.api.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tn.srv.Shutdown(ctx); err != nil {
+		c.t.Errorf("http shutdown of %s: %v", tn.id, err)
+	}
 	if err := tn.node.Shutdown(); err != nil {
 		c.t.Errorf("shutdown %s: %v", tn.id, err)
 	}
-	tn.srv.Close()
 	tn.fwd.CloseIdleConnections()
 	if err := tn.st.Close(); err != nil {
 		c.t.Errorf("close store of %s: %v", tn.id, err)

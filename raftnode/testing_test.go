@@ -106,6 +106,7 @@ type testNode struct {
 
 	st   *store.Store
 	node *raftnode.Node
+	api  *httpapi.Handler
 	srv  *http.Server
 	fwd  *http.Client
 	up   bool
@@ -246,7 +247,7 @@ func (c *testCluster) start(tn *testNode) error {
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	c.mu.Lock()
-	tn.st, tn.node, tn.srv, tn.fwd, tn.up = st, node, srv, hcfg.ForwardClient, true
+	tn.st, tn.node, tn.api, tn.srv, tn.fwd, tn.up = st, node, api, srv, hcfg.ForwardClient, true
 	c.mu.Unlock()
 	return nil
 }
@@ -258,8 +259,7 @@ func (c *testCluster) mustStart(tn *testNode) {
 	}
 }
 
-// stop shuts tn down: Raft (handing leadership on), then HTTP, then the
-// store. Its data directory stays for a restart.
+// stop shuts tn down: leadership, HTTP, Raft, then the store. Its data directory stays for a restart.
 func (c *testCluster) stop(tn *testNode) {
 	c.mu.Lock()
 	up := tn.up
@@ -268,10 +268,18 @@ func (c *testCluster) stop(tn *testNode) {
 	if !up {
 		return
 	}
+	// As cmd/cairn does: hand leadership on, end watches, let in-flight
+	// requests finish, then stop Raft.
+	tn.node.TransferLeadership()
+	tn.api.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tn.srv.Shutdown(ctx); err != nil {
+		c.t.Errorf("http shutdown of %s: %v", tn.id, err)
+	}
 	if err := tn.node.Shutdown(); err != nil {
 		c.t.Errorf("shutdown %s: %v", tn.id, err)
 	}
-	tn.srv.Close()
 	tn.fwd.CloseIdleConnections()
 	if err := tn.st.Close(); err != nil {
 		c.t.Errorf("close store of %s: %v", tn.id, err)
