@@ -254,18 +254,19 @@ func TestAPI(t *testing.T) {
 		l := c.leader(t)
 		f := c.followers(l)[0]
 		call(t, f, "PUT", kvPath("ttl/k")+"?ttl=1s", []byte("brief")).wantOK(t)
-		call(t, f, "PUT", kvPath("ttl/keep"), []byte("stays")).wantOK(t)
+		var keep putJSON
+		call(t, f, "PUT", kvPath("ttl/keep"), []byte("stays")).wantOK(t).decode(t, &keep)
 		if g := call(t, f, "GET", kvPath("ttl/k"), nil).wantOK(t); string(g.Body) != "brief" {
 			t.Fatalf("GET right after a ttl put: %q", g.Body)
 		}
-		waitFor(t, 10*time.Second, "the key to expire on every node", func() error {
-			for _, tn := range c.nodes {
-				if _, _, err := tn.st.Get("ttl/k"); err == nil {
-					return fmt.Errorf("%s still has ttl/k", tn.id)
-				}
+		// The leader's reaper deletes it through the log: the revision
+		// moves on every node.
+		waitRevision(t, keep.Revision+1, c.nodes...)
+		for _, tn := range c.nodes {
+			if _, _, err := tn.st.Get("ttl/k"); err == nil {
+				t.Errorf("%s still has ttl/k at revision %d", tn.id, tn.st.Revision())
 			}
-			return nil
-		})
+		}
 		call(t, f, "GET", kvPath("ttl/k"), nil).wantError(t, http.StatusNotFound, "key_not_found")
 		var lst listJSON
 		call(t, f, "GET", "/v1/kv/?prefix=ttl/", nil).wantOK(t).decode(t, &lst)

@@ -294,16 +294,30 @@ func TestRestartRejoinsWithoutReapplying(t *testing.T) {
 	}
 }
 
-func TestRestartWithNewRaftAddressUpdatesInPlace(t *testing.T) {
+func TestRestartWithNewAddressesUpdatesInPlace(t *testing.T) {
 	c := mustNewCluster(t, 3, clusterOptions{})
 	l := c.leader(t)
-	f := c.followers(l)[0]
-	c.stop(f)
-	f.raftAddr = freeAddr(t)
-	c.mustStart(f)
-	c.waitMembers(t, c.nodes...)
-	rev := c.put(t, "moved", "yes")
-	waitRevision(t, rev, f)
+	fs := c.followers(l)
+	t.Run("raft address", func(t *testing.T) {
+		f := fs[0]
+		c.stop(f)
+		f.raftAddr = freeAddr(t)
+		c.mustStart(f)
+		c.waitMembers(t, c.nodes...)
+		rev := c.put(t, "moved", "yes")
+		waitRevision(t, rev, f)
+	})
+	t.Run("http address", func(t *testing.T) {
+		f := fs[1]
+		c.stop(f)
+		f.httpAddr = freeAddr(t)
+		c.mustStart(f)
+		// Every node learns the new address (through the log), so
+		// forwarding to it works should it lead.
+		c.waitMembers(t, c.nodes...)
+		rev := c.put(t, "moved-http", "yes")
+		waitRevision(t, rev, f)
+	})
 }
 
 func TestRemoveMember(t *testing.T) {
