@@ -40,6 +40,7 @@ type Client struct {
 	transport *http.Transport // nil when Config.HTTPClient was given
 	preferred atomic.Int32    // index of the endpoint that answered last
 	closed    atomic.Bool
+	watchIdle time.Duration // DefaultWatchIdleTimeout; shorter in tests
 }
 
 // Meta describes how a call was served; every response embeds it, much as
@@ -63,7 +64,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, watchIdle: DefaultWatchIdleTimeout}
 	seen := map[string]bool{}
 	for _, e := range cfg.Endpoints {
 		u, _ := parseEndpoint(e) // checked by Validate
@@ -248,10 +249,10 @@ func (c *Client) attempt(ctx context.Context, ep string, r *request, idem string
 		}
 		return m, false, true, nil
 	}
-	serr, modRev := readStatusError(resp, ep)
+	serr, extra := readStatusError(resp, ep)
 	err = serr
 	if serr.Code == "cas_conflict" || (serr.StatusCode == http.StatusConflict && serr.Code == "") {
-		err = &ConflictError{Key: r.key, ModRevision: modRev, Status: serr}
+		err = &ConflictError{Key: r.key, ModRevision: extra.ModRevision, Status: serr}
 	}
 	switch resp.StatusCode {
 	case http.StatusServiceUnavailable:
@@ -271,14 +272,23 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
+// errorExtra holds the fields some error bodies carry besides error and
+// code.
+type errorExtra struct {
+	// ModRevision is the key's current mod revision, in a 409.
+	ModRevision int64 `json:"mod_revision"`
+	// OldestRevision is the oldest revision a watch can start at, in a 410.
+	OldestRevision int64 `json:"oldest_revision"`
+}
+
 // readStatusError builds a *StatusError from a non-2xx response; it also
-// returns the body's mod_revision, which a 409 carries.
-func readStatusError(resp *http.Response, ep string) (*StatusError, int64) {
+// returns the body's extra fields (mod_revision, oldest_revision).
+func readStatusError(resp *http.Response, ep string) (*StatusError, errorExtra) {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var body struct {
-		Error       string `json:"error"`
-		Code        string `json:"code"`
-		ModRevision int64  `json:"mod_revision"`
+		Error string `json:"error"`
+		Code  string `json:"code"`
+		errorExtra
 	}
 	se := &StatusError{StatusCode: resp.StatusCode, Endpoint: ep}
 	if json.Unmarshal(b, &body) == nil && (body.Error != "" || body.Code != "") {
@@ -289,7 +299,7 @@ func readStatusError(resp *http.Response, ep string) (*StatusError, int64) {
 			se.Message = se.Message[:200] + "..."
 		}
 	}
-	return se, body.ModRevision
+	return se, body.errorExtra
 }
 
 // headerInt parses an integer header, 0 when absent or malformed.

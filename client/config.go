@@ -15,7 +15,14 @@ const (
 	// DefaultEndpoint is the endpoint used when CAIRN_ENDPOINTS is unset.
 	DefaultEndpoint = "127.0.0.1:8001"
 	// DefaultTimeout bounds a single attempt (one request to one endpoint).
-	DefaultTimeout = 5 * time.Second
+	// It is a little longer than the 3 s a server waits for a leader
+	// during an election before answering 503 no_leader, so that such an
+	// attempt ends with the server's answer (which is safe to retry, even
+	// for a write) rather than a client-side timeout, which leaves a
+	// write's outcome unknown; and well under the 5-10 s a whole call is
+	// typically given, so that an endpoint that accepts connections but
+	// never answers leaves time to try another one.
+	DefaultTimeout = 4 * time.Second
 	// DefaultDialTimeout bounds establishing one TCP connection.
 	DefaultDialTimeout = 2 * time.Second
 	// DefaultMaxRetries is how many times a call may be retried after its
@@ -44,9 +51,14 @@ type Config struct {
 	Endpoints []string
 
 	// Timeout bounds a single attempt: one request to one endpoint, from
-	// dialing until the whole response has been read. A call may make
-	// several attempts and is bounded as a whole only by its context.
-	// Zero means DefaultTimeout (5s); negative is invalid.
+	// dialing until the whole response has been read (for a watch: until
+	// the stream's headers arrive). A call may make several attempts and
+	// is bounded as a whole only by its context, so keep Timeout well
+	// below the context deadlines you use (a third of it lets a call try
+	// three endpoints); a Timeout under the server's 3 s leader wait makes
+	// writes during an election fail with an unknown outcome unless they
+	// carry WithIdempotencyKey. Zero means DefaultTimeout (4s); negative
+	// is invalid.
 	Timeout time.Duration
 
 	// DialTimeout bounds establishing a TCP connection to an endpoint.
@@ -74,7 +86,8 @@ type Config struct {
 	// HTTPClient overrides the HTTP client that sends every request, for
 	// example to configure TLS or a proxy; the client never follows
 	// redirects, whatever its CheckRedirect says. Its Timeout should be
-	// zero or larger than Timeout. Nil means a private *http.Client with
+	// zero: a non-zero one also cuts every watch stream that outlives it.
+	// Nil means a private *http.Client with
 	// its own keep-alive http.Transport.
 	HTTPClient *http.Client
 }

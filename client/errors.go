@@ -46,6 +46,11 @@ var (
 	// have been applied.
 	ErrTimeout = errors.New("server timeout")
 
+	// ErrCompacted means a watch asked for a revision older than the
+	// history the server keeps (410 compacted). The error is a
+	// *CompactedError carrying the oldest revision still available.
+	ErrCompacted = errors.New("revision compacted")
+
 	// ErrClosed is returned by calls made after Close.
 	ErrClosed = errors.New("client: closed")
 )
@@ -62,6 +67,7 @@ var codeErrors = map[string]error{
 	"no_leader":        ErrNoLeader,
 	"not_ready":        ErrNotReady,
 	"timeout":          ErrTimeout,
+	"compacted":        ErrCompacted,
 }
 
 // StatusError is an error answer from a server: any response whose status
@@ -124,3 +130,30 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
 // Unwrap returns the underlying *StatusError.
 func (e *ConflictError) Unwrap() error { return e.Status }
+
+// CompactedError is the error that ends a watch whose start (or resume)
+// revision is older than the history every reachable endpoint keeps (410
+// compacted). It matches ErrCompacted with errors.Is and unwraps to the
+// server's *StatusError.
+type CompactedError struct {
+	// Revision is the revision the watch asked to start at.
+	Revision int64
+	// OldestRevision is the oldest revision the server could still start a
+	// watch at; watch from it (after reading the current state with Get or
+	// List) to go on.
+	OldestRevision int64
+	// Status is the server's answer.
+	Status *StatusError
+}
+
+// Error names the revision asked for and the oldest one available.
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("watch from revision %d: revision compacted, the oldest revision held is %d (HTTP %d %s from %s)",
+		e.Revision, e.OldestRevision, e.Status.StatusCode, e.Status.Code, e.Status.Endpoint)
+}
+
+// Is reports whether target is ErrCompacted.
+func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
+
+// Unwrap returns the underlying *StatusError.
+func (e *CompactedError) Unwrap() error { return e.Status }

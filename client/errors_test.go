@@ -14,6 +14,7 @@ import (
 var allSentinels = []error{
 	client.ErrNotFound, client.ErrMemberNotFound, client.ErrConflict, client.ErrTooLarge,
 	client.ErrInvalidArgument, client.ErrNoLeader, client.ErrNotReady, client.ErrTimeout, client.ErrClosed,
+	client.ErrCompacted,
 }
 
 func TestErrorMapping(t *testing.T) {
@@ -35,6 +36,7 @@ func TestErrorMapping(t *testing.T) {
 		{"503 no_leader", apiError(503, "no_leader", "no leader"), client.ErrNoLeader, 503, "no_leader", "no leader"},
 		{"503 not_ready", apiError(503, "not_ready", "catching up"), client.ErrNotReady, 503, "not_ready", "catching up"},
 		{"504 timeout", apiError(504, "timeout", "apply timed out"), client.ErrTimeout, 504, "timeout", "apply timed out"},
+		{"410 compacted", apiError(410, "compacted", "revision compacted", "oldest_revision", 5), client.ErrCompacted, 410, "compacted", "revision compacted"},
 		{"500 internal", apiError(500, "internal", "disk on fire"), nil, 500, "internal", "disk on fire"},
 		{"500 not JSON", func(w http.ResponseWriter, _ *http.Request) {
 			w.WriteHeader(500)

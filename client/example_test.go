@@ -169,3 +169,84 @@ func ExampleClient_Members() {
 	}
 	// Output: n1 127.0.0.1:9001 voter: true leader: true
 }
+
+// Read your own writes from any node: a stale read carrying the write's
+// revision waits until the node serving it has applied the write.
+func ExampleWithMinRevision() {
+	endpoint, stop := exampleServer()
+	defer stop()
+	c, _ := client.New(client.Config{Endpoints: []string{endpoint}})
+	defer c.Close()
+	ctx := context.Background()
+
+	put, err := c.Put(ctx, "config/db", []byte("postgres://db2"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	kv, err := c.Get(ctx, "config/db",
+		client.WithConsistency(client.Stale), client.WithMinRevision(put.Revision))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s (store at revision %d >= %d)\n", kv.Value, kv.Revision, put.Revision)
+	// Output: postgres://db2 (store at revision 1 >= 1)
+}
+
+// A transfer between two accounts that happens only if neither changed
+// since it was read.
+func ExampleClient_Txn() {
+	endpoint, stop := exampleServer()
+	defer stop()
+	c, _ := client.New(client.Config{Endpoints: []string{endpoint}})
+	defer c.Close()
+	ctx := context.Background()
+	_, _ = c.Put(ctx, "acct/a", []byte("100"))
+	_, _ = c.Put(ctx, "acct/b", []byte("50"))
+
+	a, _ := c.Get(ctx, "acct/a")
+	b, _ := c.Get(ctx, "acct/b")
+	resp, err := c.Txn(ctx, client.TxnRequest{
+		Compare: []client.Cmp{
+			client.Compare("acct/a").ModRevision("==", a.ModRevision),
+			client.Compare("acct/b").ModRevision("==", b.ModRevision),
+		},
+		Success: []client.Op{client.OpPut("acct/a", []byte("90")), client.OpPut("acct/b", []byte("60"))},
+		Failure: []client.Op{client.OpGet("acct/", client.WithPrefix())},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("succeeded:", resp.Succeeded, "at revision", resp.Revision)
+	// Output: succeeded: true at revision 3
+}
+
+// Follow every change under a prefix, past and future.
+func ExampleClient_Watch() {
+	endpoint, stop := exampleServer()
+	defer stop()
+	c, _ := client.New(client.Config{Endpoints: []string{endpoint}})
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _ = c.Put(ctx, "jobs/1", []byte("queued"))
+
+	events := c.Watch(ctx, "jobs/", client.WithPrefix(), client.WithRevision(1))
+	go func() {
+		_, _ = c.Put(ctx, "jobs/1", []byte("done"))
+		_, _ = c.Delete(ctx, "jobs/1")
+	}()
+	for seen := 0; seen < 3; {
+		resp := <-events
+		if resp.Err != nil {
+			log.Fatal(resp.Err)
+		}
+		for _, ev := range resp.Events {
+			fmt.Println(ev.Type, ev.KV.Key, ev.Revision(), string(ev.KV.Value))
+			seen++
+		}
+	}
+	// Output:
+	// put jobs/1 1 queued
+	// put jobs/1 2 done
+	// delete jobs/1 3
+}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"unicode/utf8"
 )
 
 // KV is a key with its value and revisions.
@@ -43,17 +42,7 @@ type kvJSON struct {
 // "value_base64", "create_revision", "mod_revision", "version"}. A nil
 // Value is left out.
 func (kv KV) MarshalJSON() ([]byte, error) {
-	j := kvJSON{Key: kv.Key, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
-	if kv.Value != nil {
-		if utf8.Valid(kv.Value) {
-			s := string(kv.Value)
-			j.Value = &s
-		} else {
-			s := base64.StdEncoding.EncodeToString(kv.Value)
-			j.ValueBase64 = &s
-		}
-	}
-	return json.Marshal(j)
+	return json.Marshal(kv.toJSON())
 }
 
 // UnmarshalJSON decodes the API's JSON form of a key, as MarshalJSON writes
@@ -63,18 +52,37 @@ func (kv *KV) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*kv = KV{Key: j.Key, CreateRevision: j.CreateRevision, ModRevision: j.ModRevision, Version: j.Version}
+	v, err := j.toKV()
+	if err != nil {
+		return err
+	}
+	*kv = v
+	return nil
+}
+
+// toJSON returns kv in the API's JSON form.
+func (kv KV) toJSON() kvJSON {
+	j := kvJSON{Key: kv.Key, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
+	if kv.Value != nil {
+		j.Value, j.ValueBase64 = encodeValue(kv.Value)
+	}
+	return j
+}
+
+// toKV decodes the API's JSON form of a key.
+func (j kvJSON) toKV() (KV, error) {
+	kv := KV{Key: j.Key, CreateRevision: j.CreateRevision, ModRevision: j.ModRevision, Version: j.Version}
 	switch {
 	case j.ValueBase64 != nil:
 		v, err := base64.StdEncoding.DecodeString(*j.ValueBase64)
 		if err != nil {
-			return fmt.Errorf("value_base64 of %q: %w", j.Key, err)
+			return kv, fmt.Errorf("value_base64 of %q: %w", j.Key, err)
 		}
 		kv.Value = v
 	case j.Value != nil:
 		kv.Value = []byte(*j.Value)
 	}
-	return nil
+	return kv, nil
 }
 
 // GetResponse is the answer to Get: the key (so resp.Value and
@@ -244,9 +252,7 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...Option) (*List
 				return err
 			}
 			if body.Revision != 0 {
-				if body.Revision != 0 {
-					m.Revision = body.Revision
-				}
+				m.Revision = body.Revision
 			}
 			out.KVs, out.More = body.KVs, body.More
 			return nil
@@ -264,6 +270,13 @@ func keyPath(key string) (string, error) {
 	if key == "" {
 		return "", fmt.Errorf("client: %w: empty key", ErrInvalidArgument)
 	}
+	return "/v1/kv/" + escapeKey(key), nil
+}
+
+// escapeKey escapes key for a request path: each "/"-separated segment on
+// its own, keeping the slashes, and "." and ".." segments escaped so that
+// nothing cleans them away.
+func escapeKey(key string) string {
 	segs := strings.Split(key, "/")
 	for i, s := range segs {
 		switch s {
@@ -275,5 +288,5 @@ func keyPath(key string) (string, error) {
 			segs[i] = url.PathEscape(s)
 		}
 	}
-	return "/v1/kv/" + strings.Join(segs, "/"), nil
+	return strings.Join(segs, "/")
 }

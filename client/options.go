@@ -43,6 +43,8 @@ const (
 	optTTL
 	optMinRevision
 	optIdempotencyKey
+	optRevision
+	optProgressNotify
 )
 
 var optNames = map[optBit]string{
@@ -55,6 +57,8 @@ var optNames = map[optBit]string{
 	optTTL:            "WithTTL",
 	optMinRevision:    "WithMinRevision",
 	optIdempotencyKey: "WithIdempotencyKey",
+	optRevision:       "WithRevision",
+	optProgressNotify: "WithProgressNotify",
 }
 
 // op is the set of options given to one call.
@@ -67,6 +71,7 @@ type op struct {
 	ttl            time.Duration
 	minRevision    int64
 	idempotencyKey string
+	revision       int64
 }
 
 // WithConsistency sets the read consistency of Get and List; without it the
@@ -75,14 +80,16 @@ func WithConsistency(c Consistency) Option {
 	return func(o *op) { o.set |= optConsistency; o.consistency = c }
 }
 
-// WithPrefix makes Delete remove every key that starts with the given key;
-// without it Delete removes exactly one key.
+// WithPrefix makes Delete (and OpDelete) remove every key that starts with
+// the given key, OpGet read every such key, and Watch report changes to
+// every such key; without it each of them is about exactly one key.
 func WithPrefix() Option {
 	return func(o *op) { o.set |= optPrefix }
 }
 
-// WithLimit caps the number of keys one List call returns; without it (or
-// with 0) the server returns at most 1000.
+// WithLimit caps the number of keys one List call (or one OpGet with
+// WithPrefix in a transaction) returns; without it (or with 0) List returns
+// at most 1000 and OpGet every key.
 func WithLimit(n int) Option {
 	return func(o *op) { o.set |= optLimit; o.limit = n }
 }
@@ -106,15 +113,18 @@ func WithCAS(rev int64) Option {
 	return func(o *op) { o.set |= optCAS; o.cas = rev }
 }
 
-// WithTTL makes the key written by Put expire d after the write; without it
-// the key never expires.
+// WithTTL makes the key written by Put (or OpPut) expire d after the write;
+// the server takes whole durations of at least one second. Without it the
+// key never expires.
 func WithTTL(d time.Duration) Option {
 	return func(o *op) { o.set |= optTTL; o.ttl = d }
 }
 
 // WithMinRevision makes Get or List wait (bounded, on the server) until the
 // serving node has applied revision rev; without it (or with 0) there is no
-// wait beyond what the consistency level implies.
+// wait beyond what the consistency level implies. Pass the Revision of a
+// write's response, or the highest Meta.Revision seen so far, to read your
+// own writes and never go back in time, even with Stale reads on any node.
 func WithMinRevision(rev int64) Option {
 	return func(o *op) { o.set |= optMinRevision; o.minRevision = rev }
 }
@@ -124,12 +134,28 @@ func WithMinRevision(rev int64) Option {
 const MaxIdempotencyKeyLen = 256
 
 // WithIdempotencyKey sends key (1 to MaxIdempotencyKeyLen bytes) as the
-// Idempotency-Key header of a Put or Delete, so that the server applies the
+// Idempotency-Key header of a Put, Delete or Txn, so that the server applies the
 // write at most once however often it is sent, and lets the client retry the
 // write after any transport error; without it the client sends a random key
 // of its own but retries only writes that provably never reached a server.
 func WithIdempotencyKey(key string) Option {
 	return func(o *op) { o.set |= optIdempotencyKey; o.idempotencyKey = key }
+}
+
+// WithRevision makes Watch start at revision rev: every change from rev on
+// is reported, including past ones the server still holds (a watch from
+// an older revision fails with ErrCompacted). Without it (or with 0) the
+// watch reports changes after the revision current when it starts.
+func WithRevision(rev int64) Option {
+	return func(o *op) { o.set |= optRevision; o.revision = rev }
+}
+
+// WithProgressNotify makes Watch also deliver the server's progress
+// notices: a WatchResponse without events whose ProgressRevision says that
+// every change up to it has been delivered. Without it they are used
+// internally (to resume without gaps) and not delivered.
+func WithProgressNotify() Option {
+	return func(o *op) { o.set |= optProgressNotify }
 }
 
 // buildOp applies opts and checks that each is allowed for the call named
@@ -160,6 +186,8 @@ func buildOp(call string, allowed optBit, opts []Option) (*op, error) {
 		return nil, fmt.Errorf("client: %w: TTL must be positive, not %v", ErrInvalidArgument, o.ttl)
 	case o.minRevision < 0:
 		return nil, fmt.Errorf("client: %w: negative minimum revision %d", ErrInvalidArgument, o.minRevision)
+	case o.revision < 0:
+		return nil, fmt.Errorf("client: %w: negative revision %d", ErrInvalidArgument, o.revision)
 	case o.set&optIdempotencyKey != 0 && o.idempotencyKey == "":
 		return nil, fmt.Errorf("client: %w: empty idempotency key", ErrInvalidArgument)
 	case len(o.idempotencyKey) > MaxIdempotencyKeyLen:

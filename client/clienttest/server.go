@@ -1,7 +1,10 @@
 // Package clienttest provides an in-memory imitation of a one-node cairn
 // HTTP API, for testing code that uses package client (or the cairn CLI)
 // without starting a cluster. It follows docs/http-api.md closely but has
-// no Raft: every node-level answer says it is the leader.
+// no Raft: every node-level answer says it is the leader. It serves keys,
+// listings, transactions (POST /v1/txn) and watches (GET /v1/watch/...,
+// with progress lines every ProgressInterval), and lets tests cut watch
+// streams (CutWatches) and forget history (Compact).
 package clienttest
 
 import (
@@ -40,6 +43,12 @@ type Server struct {
 	maxValueSize int
 	requests     int
 	connections  int
+
+	events    []event       // every change, oldest first, from oldest on
+	oldest    int64         // the oldest revision a watch may start at
+	changed   chan struct{} // closed and replaced on every change
+	cutWatch  chan struct{} // closed and replaced by CutWatches
+	watchRevs []int64       // the rev= of every watch request, 0 for none
 }
 
 type entry struct {
@@ -77,6 +86,9 @@ func Start() *Server {
 		kvs:          map[string]*entry{},
 		seen:         map[string]cachedAnswer{},
 		maxValueSize: DefaultMaxValueSize,
+		oldest:       1,
+		changed:      make(chan struct{}),
+		cutWatch:     make(chan struct{}),
 	}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -168,6 +180,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		default:
 			methodNotAllowed(w, "GET, PUT, DELETE")
 		}
+	case path == "/v1/txn":
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST")
+			return
+		}
+		s.txn(w, r)
+	case strings.HasPrefix(path, "/v1/watch/"):
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET")
+			return
+		}
+		s.watch(w, r, strings.TrimPrefix(path, "/v1/watch/"))
 	case path == "/v1/status" && r.Method == http.MethodGet:
 		s.status(w, r)
 	case path == "/v1/cluster/members":
@@ -395,6 +419,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, key string) {
 	if ttl > 0 {
 		e.expires = time.Now().Add(ttl)
 	}
+	s.record(event{typ: "put", key: key, e: *e})
 	s.answer(w, r, http.StatusOK, map[string]any{"revision": s.rev})
 }
 
@@ -424,7 +449,9 @@ func (s *Server) del(w http.ResponseWriter, r *http.Request, key string) {
 	}
 	if len(victims) > 0 {
 		s.rev++
+		sort.Strings(victims)
 		for _, k := range victims {
+			s.record(event{typ: "delete", key: k, e: entry{create: s.kvs[k].create, mod: s.rev}})
 			delete(s.kvs, k)
 		}
 	}
