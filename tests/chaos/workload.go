@@ -496,6 +496,9 @@ func (w *Workload) Availability() []string {
 				unk++
 			}
 		}
+		if total == 0 {
+			continue
+		}
 		secs := float64(until-p.start) / 1e9
 		pct := 0.0
 		if total > 0 {
