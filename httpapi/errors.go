@@ -68,7 +68,8 @@ func classify(err error) (int, errorBody) {
 	case errors.Is(err, store.ErrInvalidKey):
 		b.Code = "invalid_key"
 		return http.StatusBadRequest, b
-	case errors.Is(err, ErrInvalidArgument), errors.Is(err, store.ErrInvalidCommand):
+	case errors.Is(err, ErrInvalidArgument), errors.Is(err, store.ErrInvalidCommand),
+		errors.Is(err, raftnode.ErrInvalidMember), errors.Is(err, raftnode.ErrLastMember):
 		b.Code = "invalid_argument"
 		return http.StatusBadRequest, b
 	case errors.Is(err, ErrMalformedJSON):

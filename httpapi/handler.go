@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +159,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.writeError(w, fmt.Errorf("internal error"))
 		}
 	}()
+	// A query that does not parse must not silently lose its conditions
+	// (url.Values drops the bad pairs: ?cas=%zz would become unconditional).
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		h.writeError(w, badArg("malformed query string: "+err.Error()))
+		return
+	}
 	path := r.URL.Path
 	switch {
 	case strings.HasPrefix(path, "/v1/kv/"):
@@ -310,6 +317,9 @@ func (h *Handler) readFence(r *http.Request, c consistency) (forward bool, err e
 			// the read from this node's store; fall back to forwarding
 			// the whole read if the leader cannot be asked.
 			idx, err := h.ri.get(ctx)
+			if errors.Is(err, raftnode.ErrNoLeader) || errors.Is(err, raftnode.ErrTimeout) {
+				return false, err
+			}
 			if err != nil {
 				return true, nil
 			}

@@ -109,7 +109,7 @@ func (c Config) withDefaults() Config {
 		c.ElectionTimeout = d.ElectionTimeout
 	}
 	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = d.LeaderLeaseTimeout
+		c.LeaderLeaseTimeout = min(d.LeaderLeaseTimeout, c.HeartbeatTimeout/2)
 	}
 	if c.CommitTimeout == 0 {
 		c.CommitTimeout = d.CommitTimeout
@@ -147,11 +147,10 @@ func (c Config) withDefaults() Config {
 // Validate reports the first problem with c (after defaults are applied).
 func (c Config) Validate() error {
 	c = c.withDefaults()
+	if err := checkID(c.ID); err != nil {
+		return fmt.Errorf("raftnode: %w", err)
+	}
 	switch {
-	case c.ID == "":
-		return errors.New("raftnode: ID is required")
-	case strings.ContainsAny(c.ID, "/ \t\n") || len(c.ID) > 128:
-		return fmt.Errorf("raftnode: ID %q must be at most 128 characters without spaces or '/'", c.ID)
 	case c.DataDir == "":
 		return errors.New("raftnode: DataDir is required")
 	case c.RaftAddr == "":
@@ -195,6 +194,17 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.RaftLogLevel); err != nil {
 		return err
+	}
+	return nil
+}
+
+// checkID checks a member ID: 1 to 128 bytes without spaces or '/'.
+func checkID(id string) error {
+	if id == "" {
+		return errors.New("ID is required")
+	}
+	if strings.ContainsAny(id, "/ \t\r\n\x00") || len(id) > 128 {
+		return fmt.Errorf("ID %q must be at most 128 characters without spaces or '/'", id)
 	}
 	return nil
 }

@@ -23,6 +23,12 @@ var (
 	// ErrUnknownMember is returned when removing a member that is not in
 	// the configuration.
 	ErrUnknownMember = errors.New("unknown member")
+	// ErrInvalidMember is returned for a member whose ID or addresses
+	// cannot work (wrapped with the reason).
+	ErrInvalidMember = errors.New("invalid member")
+	// ErrLastMember is returned when removing the only voter, which would
+	// leave a cluster that can never elect a leader.
+	ErrLastMember = errors.New("cannot remove the last voting member")
 	// ErrShutdown is returned by calls on a node that is shutting down.
 	ErrShutdown = errors.New("node is shutting down")
 )

@@ -54,8 +54,8 @@ func (n *Node) Members() ([]Member, error) {
 // address changed is updated in place; another member holding the same
 // Raft address is removed first (it was replaced).
 func (n *Node) AddMember(ctx context.Context, m store.Member) error {
-	if m.ID == "" || m.RaftAddr == "" || m.HTTPAddr == "" {
-		return fmt.Errorf("raftnode: a member needs id, raft_addr and http_addr")
+	if err := validMember(m); err != nil {
+		return err
 	}
 	if !n.IsLeader() {
 		return ErrNotLeader
@@ -101,12 +101,18 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 	if err := f.Error(); err != nil {
 		return translate(err)
 	}
-	found := false
+	found, voters := false, 0
 	for _, s := range f.Configuration().Servers {
 		found = found || string(s.ID) == id
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
 	}
 	if !found {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, id)
+	}
+	if voters <= 1 {
+		return fmt.Errorf("%w: %q is the only voter", ErrLastMember, id)
 	}
 	n.log.Info("removing member", "id", id)
 	if err := n.raft.RemoveServer(raft.ServerID(id), 0, deadline(ctx)).Error(); err != nil {
@@ -126,6 +132,21 @@ func (n *Node) forget(ctx context.Context, id string) {
 	if _, err := n.Apply(ctx, &store.Command{Op: store.OpRemoveMember, Member: store.Member{ID: id}}); err != nil {
 		n.log.Debug("forget member", "id", id, "err", err)
 	}
+}
+
+// validMember checks that a member can work: a proper ID and reachable
+// host:port addresses (no scheme, no port 0, no 0.0.0.0).
+func validMember(m store.Member) error {
+	if err := checkID(m.ID); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidMember, err)
+	}
+	if err := checkAdvertise("raft_addr", m.RaftAddr); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidMember, strings.TrimPrefix(err.Error(), "raftnode: "))
+	}
+	if err := checkAdvertise("http_addr", m.HTTPAddr); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidMember, strings.TrimPrefix(err.Error(), "raftnode: "))
+	}
+	return nil
 }
 
 func deadline(ctx context.Context) time.Duration {

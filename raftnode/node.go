@@ -299,10 +299,16 @@ func (n *Node) Ready() bool {
 	}
 	target := n.catchUpIdx.Load()
 	if target == 0 {
+		// A node that has not yet heard a commit index from the leader
+		// (a new member being sent old entries or a snapshot) cannot
+		// know how far behind it is.
 		target = n.raft.CommitIndex()
-		n.catchUpIdx.Store(max(target, 1))
+		if target == 0 {
+			return false
+		}
+		n.catchUpIdx.Store(target)
 	}
-	if n.raft.AppliedIndex() >= target {
+	if n.appliedThrough(target) {
 		n.caughtUp.Store(true)
 		return true
 	}

@@ -119,11 +119,7 @@ func (n *Node) LeaderRead(ctx context.Context) error {
 func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 	for {
 		ch := n.store.Changed()
-		have := n.store.AppliedIndex()
-		if have >= index {
-			return nil
-		}
-		if n.raft.AppliedIndex() >= index && n.onlyNonFSM(have+1, index) {
+		if n.appliedThrough(index) {
 			return nil
 		}
 		select {
@@ -135,6 +131,16 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 			return ErrShutdown
 		}
 	}
+}
+
+// appliedThrough reports whether the store reflects every entry up to
+// index (see WaitApplied).
+func (n *Node) appliedThrough(index uint64) bool {
+	have := n.store.AppliedIndex()
+	if have >= index {
+		return true
+	}
+	return n.raft.AppliedIndex() >= index && n.onlyNonFSM(have+1, index)
 }
 
 // onlyNonFSM reports whether log entries from..to are all of kinds the
