@@ -4,12 +4,17 @@ package chaos
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/cairn-kv/cairn/tests/cluster"
 )
 
 // EnvMode names the environment variable that selects the suite's
@@ -28,21 +33,36 @@ type Mode struct {
 	CheckTimeout time.Duration
 }
 
-// GetMode reads EnvMode; an unknown value fails t.
+var trackOnce sync.Once
+
+// EnvPhase names the environment variable that, when set to a duration
+// such as 30s, overrides the length of every phase.
+const EnvPhase = "CAIRN_CHAOS_PHASE"
+
+// GetMode reads EnvMode and EnvPhase; an unknown value fails t.
 func GetMode(t testing.TB) Mode {
 	t.Helper()
+	trackOnce.Do(trackServerSources)
+	var m Mode
 	switch v := os.Getenv(EnvMode); v {
 	case "full":
-		return Mode{Full: true, Phase: 12 * time.Second, CheckTimeout: 3 * time.Minute}
+		m = Mode{Full: true, Phase: 12 * time.Second, CheckTimeout: 3 * time.Minute}
 	case "", "smoke":
 		if testing.Short() && v == "" {
 			t.Skipf("chaos: skipped in -short mode; set %s=smoke or %s=full to run it", EnvMode, EnvMode)
 		}
-		return Mode{Phase: 3 * time.Second, CheckTimeout: time.Minute}
+		m = Mode{Phase: 3 * time.Second, CheckTimeout: time.Minute}
 	default:
 		t.Fatalf("chaos: %s=%q: want full or smoke", EnvMode, v)
 	}
-	return Mode{}
+	if v := os.Getenv(EnvPhase); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			t.Fatalf("chaos: %s=%q: want a duration of at least 1s", EnvPhase, v)
+		}
+		m.Phase = d
+	}
+	return m
 }
 
 // RequireFull skips t unless the full matrix runs.
@@ -121,4 +141,47 @@ func Hold(d time.Duration) { time.Sleep(d) }
 func logf(t testing.TB, w *Workload, format string, args ...any) {
 	t.Helper()
 	t.Logf("[%6.2fs] %s", float64(w.Now())/1e9, fmt.Sprintf(format, args...))
+}
+
+// trackServerSources stats the cairn binary under test, or every source
+// file it is built from, so that go test's result cache (which records
+// the files a test opens or stats) is invalidated when the server
+// changes: this package imports no server package, and the binary is
+// built by a child go build the cache knows nothing of. It must run
+// inside m.Run, where the test log is on; GetMode calls it.
+func trackServerSources() {
+	if p := os.Getenv(cluster.EnvBinary); p != "" {
+		os.Stat(p)
+		return
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return
+		}
+		dir = parent
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != dir && (strings.HasPrefix(name, ".") || name == "tests" || name == "testdata" || name == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if (strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) || name == "go.mod" || name == "go.sum" {
+			os.Stat(p)
+		}
+		return nil
+	})
 }

@@ -280,6 +280,7 @@ func TestDiskFull(t *testing.T) {
 		stopFill = make(chan struct{})
 		fillWG   sync.WaitGroup
 		fillErrs atomic.Int64
+		unclean  []string
 	)
 	fillWG.Go(func() {
 		// At most 300 values of 32 KiB: about 10 MiB in each node's log
@@ -300,6 +301,13 @@ func TestDiskFull(t *testing.T) {
 				filled[key] = val
 				fillMu.Unlock()
 				continue
+			}
+			if err == nil {
+				if _, clean := r.Error(); !clean {
+					fillMu.Lock()
+					unclean = append(unclean, fmt.Sprintf("PUT %s via %s: %s", key, n.ID, r))
+					fillMu.Unlock()
+				}
 			}
 			fillErrs.Add(1)
 			time.Sleep(50 * time.Millisecond)
@@ -340,6 +348,9 @@ func TestDiskFull(t *testing.T) {
 	fillMu.Lock()
 	defer fillMu.Unlock()
 	logf(t, w, "%d big writes acknowledged, %d failed", len(filled), fillErrs.Load())
+	for _, u := range unclean {
+		t.Errorf("unclean error answer to a big write: %s", u)
+	}
 	lost := 0
 	for key, val := range filled {
 		r, err := c.do(c.Leader(t), http.MethodGet, "/v1/kv/"+key, nil, 5*time.Second)

@@ -38,6 +38,9 @@ type WorkloadOptions struct {
 	Think time.Duration
 	// MaxOps bounds the requests of each client. Zero means 20000.
 	MaxOps int
+	// MaxDuration bounds how long the clients run if nobody stops them.
+	// Zero means 15 minutes.
+	MaxDuration time.Duration
 	// Stale makes reads ask for ?consistency=stale.
 	Stale bool
 	// Seed seeds the clients' choices. Zero means the clock.
@@ -104,6 +107,9 @@ func (c *Cluster) StartWorkload(t testing.TB, opts WorkloadOptions) *Workload {
 	if opts.MaxOps == 0 {
 		opts.MaxOps = 20000
 	}
+	if opts.MaxDuration == 0 {
+		opts.MaxDuration = 15 * time.Minute
+	}
 	if opts.Seed == 0 {
 		opts.Seed = uint64(time.Now().UnixNano())
 	}
@@ -111,7 +117,7 @@ func (c *Cluster) StartWorkload(t testing.TB, opts WorkloadOptions) *Workload {
 	for i := range opts.Keys {
 		w.keys = append(w.keys, "k"+strconv.Itoa(i))
 	}
-	w.phases = []phase{{name: "start", start: 0}}
+	w.phases = []phase{{name: "warm-up", start: 0}}
 	t.Logf("workload: %d clients, keys %v, request timeout %v, stale reads %v, seed %d",
 		opts.Clients, w.keys, opts.Timeout, opts.Stale, opts.Seed)
 	for i := range opts.Clients {
@@ -198,6 +204,9 @@ func (cl *Client) loop() {
 		case <-w.stop:
 			return
 		default:
+		}
+		if time.Since(w.start) > w.opts.MaxDuration {
+			return
 		}
 		members := w.c.Members()
 		if len(members) == 0 {
