@@ -1,0 +1,49 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-kv/cairn/tests/bench/load"
+)
+
+func writeResult(t *testing.T, path string, r load.Result) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := r.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReport(t *testing.T) {
+	dir := t.TempDir()
+	put := load.Result{Workload: load.WorkloadPut, Concurrency: 64, Throughput: 3000, Latency: load.Latency{P50: 20, P99: 60}}
+	writeResult(t, filepath.Join(dir, "1-put.cairn.json"), put)
+	put.Throughput, put.Latency = 6000, load.Latency{P50: 10, P99: 30}
+	writeResult(t, filepath.Join(dir, "1-put.etcd.json"), put)
+	// A case without etcd figures, as when etcd is not installed.
+	writeResult(t, filepath.Join(dir, "2-stale.cairn.json"), load.Result{Workload: load.WorkloadStale, Concurrency: 64, Throughput: 20000, Errors: 3})
+
+	var out bytes.Buffer
+	if err := report([]string{dir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want a header, a rule and two rows:\n%s", out.String())
+	}
+	want1 := "| write (put) | 64 | 3000 | 6000 | 0.50× | 20.00 / 60.00 | 10.00 / 30.00 | 2.00× | 2.00× |"
+	want2 := "| stale / serializable read | 64 | 20000 (3 errors) | — | — | 0.00 / 0.00 | — | — | — |"
+	if lines[2] != want1 || lines[3] != want2 {
+		t.Errorf("rows:\n%s\n%s\nwant:\n%s\n%s", lines[2], lines[3], want1, want2)
+	}
+	if err := report([]string{t.TempDir()}, &out); err == nil {
+		t.Error("an empty directory must be an error")
+	}
+}
