@@ -25,6 +25,7 @@
 #   BENCH_INSTALL=0      never install etcd; by default a missing etcd is
 #                        installed with apt-get (Debian's etcd-server) when
 #                        running as root with apt-get available
+#   BENCH_ETCD=PATH      the etcd binary (default: etcd from PATH)
 #   BENCH_KEEP=1         keep the temp dir with the clusters' data
 set -euo pipefail
 
@@ -91,7 +92,8 @@ go build -o "$BIN/benchtool" ./tests/bench/benchtool
 
 # --- etcd ------------------------------------------------------------------
 HAVE_ETCD=1
-if ! command -v etcd >/dev/null; then
+ETCD=${BENCH_ETCD:-etcd}
+if ! command -v "$ETCD" >/dev/null; then
 	if [[ ${BENCH_INSTALL:-auto} != 0 && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
 		log "etcd is missing: installing Debian's etcd-server"
 		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >"$OUT/apt.log" 2>&1 ||
@@ -100,12 +102,12 @@ if ! command -v etcd >/dev/null; then
 		# The package's service must not hold the default ports meanwhile;
 		# it is not ours to stop, and ours use other ports anyway.
 	fi
-	command -v etcd >/dev/null || HAVE_ETCD=0
+	command -v "$ETCD" >/dev/null || HAVE_ETCD=0
 fi
 if [[ $HAVE_ETCD == 0 ]]; then
 	printf '\n*** etcd is not available (install it with: apt-get install -y etcd-server).\n*** Running cairn ALONE: the table has no etcd figures and no ratios.\n\n' >&2
 else
-	ETCD_VERSION=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')
+	ETCD_VERSION=$("$ETCD" --version 2>/dev/null | sed -n 's/^etcd Version: //p')
 	[[ $(uname -m) == aarch64 ]] && export ETCD_UNSUPPORTED_ARCH=arm64
 fi
 
@@ -145,7 +147,7 @@ if [[ $HAVE_ETCD == 1 ]]; then
 	ETCD_INITIAL=e1=http://${ETCD_PEERS[0]},e2=http://${ETCD_PEERS[1]},e3=http://${ETCD_PEERS[2]}
 	log "starting etcd $ETCD_VERSION on ${ETCD_ENDPOINTS}"
 	for i in 1 2 3; do
-		etcd --name "e$i" --data-dir "$WORK/etcd/e$i" \
+		"$ETCD" --name "e$i" --data-dir "$WORK/etcd/e$i" \
 			--listen-client-urls "http://${ETCD_EPS[i - 1]}" --advertise-client-urls "http://${ETCD_EPS[i - 1]}" \
 			--listen-peer-urls "http://${ETCD_PEERS[i - 1]}" --initial-advertise-peer-urls "http://${ETCD_PEERS[i - 1]}" \
 			--initial-cluster "$ETCD_INITIAL" --initial-cluster-state new --initial-cluster-token cairn-bench \
@@ -188,6 +190,10 @@ done
 	echo "cairn $(git rev-parse --short HEAD 2>/dev/null || echo '?') vs etcd ${ETCD_VERSION:-(not available)}, three members each on 127.0.0.1 ($(nproc) CPUs, shared with the load generator)."
 	echo "${DURATION} per workload, closed loop, ${VALUE_SIZE} B values over ${KEYS} keys (pre-filled for reads), clients spread over all members."
 	echo "Ratios are cairn/etcd: above 1 means cairn has more throughput, or more latency. Command: $( [[ $SHORT == 1 ]] && echo 'BENCH_SHORT=1 ')scripts/bench.sh"
+	if [[ $HAVE_ETCD == 0 ]]; then
+		echo
+		echo "**etcd was not available, so cairn ran alone: no etcd figures, no ratios.**"
+	fi
 	echo
 	"$BIN/benchtool" report "$OUT"
 } >"$OUT/table.md"
