@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -37,26 +41,36 @@ func (o *connOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringSliceVar(&o.endpoints, "endpoints", client.DefaultConfig().Endpoints,
 		"HTTP addresses of cluster members, host:port or URL, comma-separated (env CAIRN_ENDPOINTS)")
-	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "time limit of the whole command, retries included (0: none)")
+	f.DurationVar(&o.timeout, "timeout", 5*time.Second,
+		"time limit of the whole command, retries included; each attempt gets a third of it (0: no limit)")
 	f.StringVarP(&o.output, "output", "o", outputTable, "output format: table (for people) or json (for scripts)")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
 		[]cobra.Completion{outputTable, outputJSON}, cobra.ShellCompDirectiveNoFileComp))
 }
 
-// config returns the client configuration the flags describe.
+// config returns the client configuration the flags describe. With a
+// --timeout, each attempt gets a third of it, so that a node that accepts
+// connections but never answers leaves time to try the others.
 func (o *connOptions) config() client.Config {
 	cfg := client.DefaultConfig()
 	cfg.Endpoints = o.endpoints
+	if o.timeout > 0 {
+		cfg.Timeout = o.timeout / 3
+	}
 	return cfg
+}
+
+// writeKey returns an idempotency key for one write of the command, so the
+// client may retry it after any failure (an attempt that timed out, a node
+// that died mid-request) without applying it twice.
+func writeKey() client.Option {
+	return client.WithIdempotencyKey("cli-" + rand.Text())
 }
 
 // run checks the shared flags, connects a client for the given config and
 // calls fn with it and a context bounded by --timeout.
 func (o *connOptions) run(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
-	if o.output != outputTable && o.output != outputJSON {
-		return fmt.Errorf("--output must be %s or %s, not %q", outputTable, outputJSON, o.output)
-	}
-	c, err := client.New(o.config())
+	c, err := o.connect()
 	if err != nil {
 		return err
 	}
@@ -64,6 +78,14 @@ func (o *connOptions) run(cmd *cobra.Command, fn func(ctx context.Context, c *cl
 	ctx, cancel := o.context(cmd)
 	defer cancel()
 	return fn(ctx, c)
+}
+
+// connect checks the shared flags and returns a client for them.
+func (o *connOptions) connect() (*client.Client, error) {
+	if o.output != outputTable && o.output != outputJSON {
+		return nil, fmt.Errorf("--output must be %s or %s, not %q", outputTable, outputJSON, o.output)
+	}
+	return client.New(o.config())
 }
 
 // context returns the command's context bounded by --timeout.
@@ -120,15 +142,19 @@ func newKVCmd() *cobra.Command {
 		Long: `Read and write keys of a cairn cluster through any of its members.
 
 Keys are UTF-8 strings of up to 1024 bytes and may contain "/"; values are
-arbitrary bytes. The command fails over between the --endpoints on its own.`,
+arbitrary bytes. The command fails over between the --endpoints on its own;
+writes carry an idempotency key, so a retried write is applied once.`,
 		Example: `  cairn kv put greeting hello
   cairn kv get greeting
-  cairn kv ls --endpoints 127.0.0.1:8001,127.0.0.1:8002`,
+  cairn kv ls --endpoints 127.0.0.1:8001,127.0.0.1:8002
+  cairn kv watch config/ --prefix
+  echo '{"success": [{"op": "put", "key": "a", "value": "1"}]}' | cairn kv txn`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	conn.addFlags(cmd)
-	cmd.AddCommand(newKVGetCmd(conn), newKVPutCmd(conn), newKVDelCmd(conn), newKVLsCmd(conn))
+	cmd.AddCommand(newKVGetCmd(conn), newKVPutCmd(conn), newKVDelCmd(conn), newKVLsCmd(conn),
+		newKVWatchCmd(conn), newKVTxnCmd(conn))
 	silence(cmd)
 	return cmd
 }
@@ -147,17 +173,24 @@ func newKVGetCmd(conn *connOptions) *cobra.Command {
 		Short: "Print a key's value",
 		Long: `Print the value of KEY exactly as stored, without an added newline, so that
 "cairn kv get KEY > FILE" round-trips binary data. With -o json, print the key,
-its value (as "value", or "value_base64" when it is not UTF-8), its revisions
-and the node that answered instead. A missing key is an error (exit status 1).`,
+its value (as "value", or "value_base64" when it is not UTF-8), its revisions,
+the store revision and the node that answered instead. A missing key is an
+error (exit status 1).
+
+--min-revision N makes the serving node wait (bounded) until it has applied
+revision N: pass the revision a put printed to read your own write even with
+--consistency stale, from any node.`,
 		Example: `  cairn kv get config/db
   cairn kv get --consistency stale config/db
+  cairn kv get --consistency stale --min-revision 42 config/db
   cairn kv get -o json config/db
   cairn kv get photo.jpg > photo.jpg`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, args[0]) },
 	}
 	consistencyFlag(cmd, &o.consistency)
-	cmd.Flags().Int64Var(&o.minRevision, "min-revision", 0, "wait until the serving node has applied this revision")
+	cmd.Flags().Int64Var(&o.minRevision, "min-revision", 0,
+		"wait until the serving node has applied this revision, e.g. one a put printed (0: no wait)")
 	silence(cmd)
 	return cmd
 }
@@ -166,6 +199,9 @@ func (o *kvGetOptions) run(cmd *cobra.Command, key string) error {
 	cons, err := consistencyOption(o.consistency)
 	if err != nil {
 		return err
+	}
+	if o.minRevision < 0 {
+		return fmt.Errorf("--min-revision must not be negative (%d)", o.minRevision)
 	}
 	return o.conn.run(cmd, func(ctx context.Context, c *client.Client) error {
 		resp, err := c.Get(ctx, key, cons, client.WithMinRevision(o.minRevision))
@@ -246,7 +282,7 @@ func (o *kvPutOptions) run(cmd *cobra.Command, args []string, cas bool) error {
 		}
 		value = v
 	}
-	var opts []client.Option
+	opts := []client.Option{writeKey()}
 	if cas {
 		opts = append(opts, client.WithCAS(o.cas))
 	}
@@ -300,7 +336,7 @@ only if the key's mod revision matches.`,
 }
 
 func (o *kvDelOptions) run(cmd *cobra.Command, key string, cas bool) error {
-	var opts []client.Option
+	opts := []client.Option{writeKey()}
 	if o.prefix {
 		opts = append(opts, client.WithPrefix())
 	}
@@ -459,4 +495,209 @@ func displayText(s string, max int) string {
 		s += "..."
 	}
 	return s
+}
+
+// kvWatchOptions are the flags of `cairn kv watch`.
+type kvWatchOptions struct {
+	conn   *connOptions
+	prefix bool
+	rev    int64
+}
+
+func newKVWatchCmd(conn *connOptions) *cobra.Command {
+	o := &kvWatchOptions{conn: conn}
+	cmd := &cobra.Command{
+		Use:   "watch KEY",
+		Short: "Print the changes of a key, or of every key under a prefix, as they happen",
+		Long: `Print each change of KEY (or with --prefix of every key that starts with KEY;
+"" --prefix watches everything) as one line, in revision order, until
+interrupted with Ctrl-C (exit status 0):
+
+  PUT KEY REVISION VALUE
+  DELETE KEY REVISION
+
+Values are shown as in "cairn kv ls": quoted when they hold control
+characters, binary ones by size only. With -o json each change is printed as
+one line of JSON exactly as the HTTP watch stream has it ({"type", "key",
+"value" or "value_base64", "create_revision", "mod_revision", "version"}).
+
+Without --rev the watch starts with the changes after it connected; --rev R
+starts at revision R, including past changes the cluster still holds (a
+revision older than that history is an error). The watch survives node
+failures: it resumes on another endpoint from the last revision printed, so
+no change is lost or printed twice. --timeout does not end a watch; each
+connection attempt gets a third of it.`,
+		Example: `  cairn kv watch config/db
+  cairn kv watch config/ --prefix
+  cairn kv watch jobs/ --prefix --rev 1 -o json
+  cairn kv watch "" --prefix`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, args[0]) },
+	}
+	cmd.Flags().BoolVar(&o.prefix, "prefix", false, "watch every key that starts with KEY")
+	cmd.Flags().Int64Var(&o.rev, "rev", 0, "start at this revision, including past changes (0: from now)")
+	silence(cmd)
+	return cmd
+}
+
+func (o *kvWatchOptions) run(cmd *cobra.Command, key string) error {
+	if o.rev < 0 {
+		return fmt.Errorf("--rev must not be negative (%d)", o.rev)
+	}
+	c, err := o.conn.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var opts []client.Option
+	if o.prefix {
+		opts = append(opts, client.WithPrefix())
+	}
+	if o.rev > 0 {
+		opts = append(opts, client.WithRevision(o.rev))
+	}
+	out := cmd.OutOrStdout()
+	for resp := range c.Watch(ctx, key, opts...) {
+		if resp.Err != nil {
+			return resp.Err
+		}
+		for _, ev := range resp.Events {
+			if err := printEvent(out, o.conn.output, ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// printEvent prints one watch event as a line.
+func printEvent(w io.Writer, output string, ev client.Event) error {
+	if output == outputJSON {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	if ev.Type == client.EventDelete {
+		_, err := fmt.Fprintf(w, "DELETE %s %d\n", displayText(ev.KV.Key, 0), ev.Revision())
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s %s %d %s\n", strings.ToUpper(string(ev.Type)), displayText(ev.KV.Key, 0),
+		ev.Revision(), displayText(string(ev.KV.Value), 0))
+	return err
+}
+
+// kvTxnOptions are the flags of `cairn kv txn`.
+type kvTxnOptions struct {
+	conn *connOptions
+	file string
+}
+
+func newKVTxnCmd(conn *connOptions) *cobra.Command {
+	o := &kvTxnOptions{conn: conn}
+	cmd := &cobra.Command{
+		Use:   "txn",
+		Short: "Run a transaction read as JSON",
+		Long: `Run a transaction atomically: read it from standard input (or --file) in the
+JSON form of the HTTP API's POST /v1/txn body, and print what happened.
+
+  {"compare": [{"key": "a", "target": "mod_revision", "op": "==", "value": 5}],
+   "success": [{"op": "put", "key": "a", "value": "text", "ttl": "30s"},
+               {"op": "get", "key": "dir/", "prefix": true, "limit": 10}],
+   "failure": [{"op": "get", "key": "a"}]}
+
+A compare's target is value, mod_revision, create_revision, version or exists,
+its op ==, !=, < or >. Operations are get (with prefix and limit), put (with
+ttl) and delete (with prefix). Binary values go in "value_base64". Unknown
+fields are errors.
+
+The first line says whether the comparisons held (SUCCEEDED: the success
+operations ran) or not (FAILED: the failure operations ran), with the store
+revision; then one line per operation result (one per key a get found). A
+FAILED transaction is not an error: the exit status is 0 either way. With
+-o json the answer is printed as the HTTP API gives it ({"succeeded",
+"revision", "results"}).`,
+		Example: `  cairn kv txn < transfer.json
+  cairn kv txn --file transfer.json -o json
+  echo '{"compare": [{"key": "lock", "target": "exists", "op": "==", "value": false}],
+         "success": [{"op": "put", "key": "lock", "value": "me", "ttl": "30s"}]}' | cairn kv txn`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	cmd.Flags().StringVarP(&o.file, "file", "f", "", `read the transaction from this file ("-" or none: standard input)`)
+	silence(cmd)
+	return cmd
+}
+
+func (o *kvTxnOptions) run(cmd *cobra.Command) error {
+	var (
+		body []byte
+		err  error
+	)
+	if o.file != "" && o.file != "-" {
+		body, err = os.ReadFile(o.file)
+	} else {
+		body, err = io.ReadAll(cmd.InOrStdin())
+	}
+	if err != nil {
+		return fmt.Errorf("reading the transaction: %w", err)
+	}
+	var req client.TxnRequest
+	if err := req.UnmarshalJSON(body); err != nil {
+		return fmt.Errorf("reading the transaction: %w", err)
+	}
+	if _, err := req.MarshalJSON(); err != nil { // the checks Txn makes, before connecting
+		return fmt.Errorf("reading the transaction: %w", err)
+	}
+	return o.conn.run(cmd, func(ctx context.Context, c *client.Client) error {
+		resp, err := c.Txn(ctx, req, writeKey())
+		if err != nil {
+			return err
+		}
+		if o.conn.output == outputJSON {
+			return printJSON(cmd.OutOrStdout(), resp)
+		}
+		ops := req.Success
+		verdict := "SUCCEEDED"
+		if !resp.Succeeded {
+			ops, verdict = req.Failure, "FAILED"
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s (revision %d)\n", verdict, resp.Revision)
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		for i, r := range resp.Results {
+			key := ""
+			if i < len(ops) {
+				key = ops[i].Key
+			}
+			switch r.Type {
+			case client.OpTypeGet:
+				if len(r.KVs) == 0 {
+					fmt.Fprintf(tw, "%d\tget\t%s\t(not found)\n", i+1, displayText(key, 0))
+				}
+				for _, kv := range r.KVs {
+					fmt.Fprintf(tw, "%d\tget\t%s\t%s\t(mod revision %d, version %d)\n", i+1, displayText(kv.Key, 0),
+						displayText(string(kv.Value), 48), kv.ModRevision, kv.Version)
+				}
+			case client.OpTypePut:
+				fmt.Fprintf(tw, "%d\tput\t%s\tOK (revision %d)\n", i+1, displayText(key, 0), r.Revision)
+			case client.OpTypeDelete:
+				noun := "keys"
+				if r.Deleted == 1 {
+					noun = "key"
+				}
+				fmt.Fprintf(tw, "%d\tdelete\t%s\tdeleted %d %s\n", i+1, displayText(key, 0), r.Deleted, noun)
+			default:
+				fmt.Fprintf(tw, "%d\t%s\t%s\n", i+1, r.Type, displayText(key, 0))
+			}
+		}
+		return tw.Flush()
+	})
 }

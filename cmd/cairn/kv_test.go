@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -350,4 +354,231 @@ func TestMainHelper(t *testing.T) {
 	os.Args = append([]string{"cairn"}, args...)
 	main()
 	os.Exit(0)
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startCLI runs `cairn args...` in the background with ctx; wait returns
+// its error once it ends.
+func startCLI(ctx context.Context, args ...string) (out *syncBuffer, wait func() error) {
+	root := &cobra.Command{Use: "cairn", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(newKVCmd(), newClusterCmd())
+	out = &syncBuffer{}
+	root.SetArgs(args)
+	root.SetIn(bytes.NewReader(nil))
+	root.SetOut(out)
+	root.SetErr(io.Discard)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	return out, func() error { return <-done }
+}
+
+// waitOutput polls out until it equals want.
+func waitOutput(t *testing.T, out *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for out.String() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("printed\n%s\nwant\n%s", out, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestKVWatch(t *testing.T) {
+	fake := clienttest.NewServer(t)
+	ep := "--endpoints=" + fake.Addr()
+	mustRunCLI(t, nil, "kv", "put", "cfg/a", "one", ep)
+	mustRunCLI(t, nil, "kv", "put", "other", "x", ep)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, wait := startCLI(ctx, "kv", "watch", "cfg/", "--prefix", "--rev", "1", ep)
+	jctx, jcancel := context.WithCancel(context.Background())
+	defer jcancel()
+	jout, jwait := startCLI(jctx, "kv", "watch", "cfg/b", "-o", "json", ep, "--timeout", "300ms")
+	waitWatches(t, fake, 2)
+
+	mustRunCLI(t, []byte{0xff, 0}, "kv", "put", "cfg/b", ep)
+	mustRunCLI(t, nil, "kv", "put", "cfg/c", "two words\n", ep)
+	mustRunCLI(t, nil, "kv", "del", "cfg/", "--prefix", ep)
+	waitOutput(t, out, "PUT cfg/a 1 one\nPUT cfg/b 3 <binary, 2 bytes>\nPUT cfg/c 4 \"two words\\n\"\n"+
+		"DELETE cfg/a 5\nDELETE cfg/b 5\nDELETE cfg/c 5\n")
+	// --timeout does not end a watch.
+	time.Sleep(400 * time.Millisecond)
+	waitOutput(t, jout, `{"type":"put","key":"cfg/b","value_base64":"/wA=","create_revision":3,"mod_revision":3,"version":1}`+"\n"+
+		`{"type":"delete","key":"cfg/b","create_revision":3,"mod_revision":5,"version":0}`+"\n")
+	cancel()
+	jcancel()
+	if err := wait(); err != nil {
+		t.Errorf("kv watch ended with %v, want nil on interrupt", err)
+	}
+	if err := jwait(); err != nil {
+		t.Errorf("kv watch -o json ended with %v", err)
+	}
+
+	fake.Compact(3)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kv", "watch", "cfg/", "--prefix", "--rev", "2", ep}, "oldest revision held is 3"},
+		{[]string{"kv", "watch", "cfg/", "--rev", "99", ep}, "future"},
+		{[]string{"kv", "watch", "k", "--rev", "-1", ep}, "--rev must not be negative"},
+		{[]string{"kv", "watch", "", ep}, "empty key"},
+		{[]string{"kv", "watch", ep}, "accepts 1 arg(s)"},
+	} {
+		_, _, err := runCLI(t, nil, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("cairn %s: %v, want an error containing %q", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+}
+
+// waitWatches waits until the fake has received n watch requests.
+func waitWatches(t *testing.T, fake *clienttest.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(fake.WatchRevisions()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d watch requests, want %d", len(fake.WatchRevisions()), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestKVTxn(t *testing.T) {
+	fake := clienttest.NewServer(t)
+	ep := "--endpoints=" + fake.Addr()
+	mustRunCLI(t, nil, "kv", "put", "acct/a", "100", ep)
+	mustRunCLI(t, nil, "kv", "put", "acct/b", "50", ep)
+	mustRunCLI(t, nil, "kv", "put", "old/1", "x", ep)
+
+	txn := `{"compare": [{"key": "acct/a", "target": "mod_revision", "op": "==", "value": 1},
+	                     {"key": "acct/b", "target": "value", "op": "==", "value": "50"}],
+	         "success": [{"op": "put", "key": "acct/a", "value": "90"}, {"op": "put", "key": "acct/b", "value_base64": "/w=="},
+	                     {"op": "get", "key": "acct/", "prefix": true}, {"op": "delete", "key": "old/", "prefix": true},
+	                     {"op": "get", "key": "missing"}],
+	         "failure": [{"op": "get", "key": "acct/a"}]}`
+	out := mustRunCLI(t, []byte(txn), "kv", "txn", ep)
+	want := `SUCCEEDED (revision 4)
+1  put     acct/a   OK (revision 4)
+2  put     acct/b   OK (revision 4)
+3  get     acct/a   90                 (mod revision 4, version 2)
+3  get     acct/b   <binary, 1 bytes>  (mod revision 4, version 2)
+4  delete  old/     deleted 1 key
+5  get     missing  (not found)
+`
+	if out != want {
+		t.Errorf("kv txn printed\n%s\nwant\n%s", out, want)
+	}
+	if v, _ := fake.Value("acct/b"); string(v) != "\xff" {
+		t.Errorf("acct/b = %q", v)
+	}
+
+	// The same again: the failure branch, from a file, as JSON.
+	file := t.TempDir() + "/txn.json"
+	if err := os.WriteFile(file, []byte(txn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRunCLI(t, nil, "kv", "txn", "--file", file, ep, "-o", "json")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("kv txn -o json printed %q: %v", out, err)
+	}
+	if fmt.Sprint(got) != "map[results:[map[kvs:[map[create_revision:1 key:acct/a mod_revision:4 value:90 version:2]] op:get]] revision:4 succeeded:false]" {
+		t.Errorf("kv txn -o json = %v", got)
+	}
+	if out := mustRunCLI(t, nil, "kv", "txn", "-f", file, ep); !strings.HasPrefix(out, "FAILED (revision 4)\n1  get  acct/a  90") {
+		t.Errorf("failed kv txn printed %q", out)
+	}
+
+	before := fake.Requests()
+	for _, tt := range []struct{ body, want string }{
+		{`{"compare": [`, "reading the transaction"},
+		{`{"success": [{"op": "put", "key": "a", "value": "x", "colour": "red"}]}`, `unknown field "colour"`},
+		{`{"success": [{"op": "patch", "key": "a"}]}`, `get, put or delete, not "patch"`},
+		{`{"compare": [{"key": "a", "target": "version", "op": "=", "value": 1}]}`, "==, !=, < or >"},
+		{`{"success": [{"op": "put", "key": "a", "value": "x", "ttl": "forever"}]}`, `ttl "forever"`},
+	} {
+		_, _, err := runCLI(t, []byte(tt.body), "kv", "txn", ep)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, client.ErrInvalidArgument) {
+			t.Errorf("kv txn < %s: %v, want an invalid-argument error containing %q", tt.body, err, tt.want)
+		}
+	}
+	if _, _, err := runCLI(t, nil, "kv", "txn", "--file", t.TempDir()+"/none.json", ep); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("kv txn --file of a missing file: %v", err)
+	}
+	if fake.Requests() != before {
+		t.Errorf("bad transactions reached the server")
+	}
+}
+
+// Each attempt gets a third of --timeout, so a node that accepts
+// connections but never answers leaves time for the others; writes carry
+// an idempotency key, so they are retried after such a timeout too.
+func TestKVTimeoutPerAttempt(t *testing.T) {
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // so the server notices the client leaving
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hang.Close)
+	hung := strings.TrimPrefix(hang.URL, "http://")
+	fake := clienttest.NewServer(t)
+	ep := "--endpoints=" + hung + "," + fake.Addr()
+
+	start := time.Now()
+	if out := mustRunCLI(t, nil, "kv", "put", "k", "v", ep, "--timeout", "1500ms"); out != "OK (revision 1)\n" {
+		t.Errorf("kv put printed %q", out)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond || d > 1400*time.Millisecond {
+		t.Errorf("kv put took %v, want about a third of 1.5s", d)
+	}
+	if out := mustRunCLI(t, nil, "kv", "get", "k", ep, "--timeout", "1500ms"); out != "v" {
+		t.Errorf("kv get printed %q", out)
+	}
+	if out := mustRunCLI(t, []byte(`{"success": [{"op": "put", "key": "k", "value": "w"}]}`), "kv", "txn", ep, "--timeout", "1500ms"); !strings.HasPrefix(out, "SUCCEEDED (revision 2)") {
+		t.Errorf("kv txn printed %q", out)
+	}
+	if fake.Revision() != 2 {
+		t.Errorf("store at revision %d, want 2: each write applied once", fake.Revision())
+	}
+
+	// The per-attempt timeout follows --timeout.
+	o := &connOptions{endpoints: []string{"127.0.0.1:1"}, timeout: 9 * time.Second}
+	if got := o.config().Timeout; got != 3*time.Second {
+		t.Errorf("--timeout 9s: per-attempt %v, want 3s", got)
+	}
+	o.timeout = 0
+	if got := o.config().Timeout; got != client.DefaultTimeout {
+		t.Errorf("--timeout 0: per-attempt %v, want the default %v", got, client.DefaultTimeout)
+	}
+}
+
+func TestKVGetMinRevision(t *testing.T) {
+	fake := clienttest.NewServer(t)
+	ep := "--endpoints=" + fake.Addr()
+	mustRunCLI(t, nil, "kv", "put", "k", "v", ep)
+	if out := mustRunCLI(t, nil, "kv", "get", "k", "--consistency", "stale", "--min-revision", "1", ep); out != "v" {
+		t.Errorf("kv get --min-revision 1 printed %q", out)
+	}
+	if _, _, err := runCLI(t, nil, "kv", "get", "k", "--min-revision", "-1", ep); err == nil || !strings.Contains(err.Error(), "--min-revision must not be negative") {
+		t.Errorf("kv get --min-revision -1: %v", err)
+	}
 }
