@@ -7,8 +7,9 @@ import (
 	"sync"
 )
 
-// DefaultWatchHistory is how many recent events a store keeps for watches
-// that start in the past.
+// DefaultWatchHistory is how many recent events (at least) a store keeps
+// for watches that start in the past; it holds up to a quarter more
+// between trims.
 const DefaultWatchHistory = 10000
 
 // Watch errors.
@@ -142,7 +143,9 @@ func (h *watchHub) publish(events []Event, rev int64) {
 	}
 	h.history = append(h.history, events...)
 	h.current = rev
-	if over := len(h.history) - h.limit; over > 0 {
+	// Trim in chunks, once the history is a quarter over its limit, so the
+	// copy is paid once per limit/4 events rather than on every commit.
+	if over := len(h.history) - h.limit; over > h.limit/4 {
 		// Drop whole revisions so that a watch from h.oldest never sees
 		// half of one.
 		cut := h.history[over-1].KV.ModRevision
