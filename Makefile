@@ -6,7 +6,7 @@ BIN     ?= bin/cairn
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test fmt-check vet unit fuzz clean
+.PHONY: build run test fmt-check vet unit fuzz clean bench bench-go chaos
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cairn
@@ -31,6 +31,17 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAndApply$$' -fuzztime $(FUZZTIME) ./store/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateKey$$' -fuzztime $(FUZZTIME) ./store/
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./httpapi/
+
+# cairn against etcd on 127.0.0.1, side by side (installs Debian's
+# etcd-server when missing and run as root). BENCH_SHORT=1 is the few-second
+# smoke run CI uses.
+BENCH_SHORT ?= 0
+bench:
+	BENCH_SHORT=$(BENCH_SHORT) scripts/bench.sh
+
+# The Go micro-benchmarks: state machine apply, command codec, read path.
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./tests/bench/
 
 clean:
 	rm -rf bin cairn-data
