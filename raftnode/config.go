@@ -62,6 +62,10 @@ type Config struct {
 	// MaxAppendEntries is the most entries sent in one append request and
 	// batched into one log write. Default 256.
 	MaxAppendEntries int
+	// MaxInflightProposals is how many log entries of client writes may be
+	// in flight before further writes wait and are packed together into
+	// one entry (group commit). Default 2.
+	MaxInflightProposals int
 	// SnapshotThreshold is how many log entries past the last snapshot
 	// trigger a new one. Default 8192.
 	SnapshotThreshold uint64
@@ -86,16 +90,17 @@ type Config struct {
 // DefaultConfig returns a Config with every tunable set.
 func DefaultConfig() Config {
 	return Config{
-		HeartbeatTimeout:   750 * time.Millisecond,
-		ElectionTimeout:    750 * time.Millisecond,
-		LeaderLeaseTimeout: 375 * time.Millisecond,
-		CommitTimeout:      20 * time.Millisecond,
-		MaxAppendEntries:   256,
-		SnapshotThreshold:  8192,
-		SnapshotInterval:   30 * time.Second,
-		TrailingLogs:       10240,
-		SnapshotRetain:     2,
-		RaftLogLevel:       "warn",
+		HeartbeatTimeout:     750 * time.Millisecond,
+		ElectionTimeout:      750 * time.Millisecond,
+		LeaderLeaseTimeout:   375 * time.Millisecond,
+		CommitTimeout:        20 * time.Millisecond,
+		MaxAppendEntries:     256,
+		MaxInflightProposals: 2,
+		SnapshotThreshold:    8192,
+		SnapshotInterval:     30 * time.Second,
+		TrailingLogs:         10240,
+		SnapshotRetain:       2,
+		RaftLogLevel:         "warn",
 	}
 }
 
@@ -116,6 +121,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = d.MaxAppendEntries
+	}
+	if c.MaxInflightProposals == 0 {
+		c.MaxInflightProposals = d.MaxInflightProposals
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = d.SnapshotThreshold

@@ -2,7 +2,6 @@ package raftnode
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,6 +41,7 @@ type Node struct {
 	readyMu   sync.Mutex
 
 	verify   verifier
+	commit   groupCommit
 	notifyCh <-chan bool
 
 	caughtUp   atomic.Bool
@@ -64,6 +64,7 @@ func New(cfg Config, st *store.Store) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raftnode"), store: st, readyCh: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.verify.n = n
+	n.commit = groupCommit{n: n, max: cfg.MaxInflightProposals, maxBytes: 4 << 20}
 	if err := n.open(); err != nil {
 		n.cancel()
 		n.closeStores()
@@ -222,27 +223,12 @@ func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 		return nil, ErrNotLeader
 	}
 	cmd.Now = time.Now().UnixNano()
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			return nil, ErrTimeout
-		}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= 0 {
+		return nil, ErrTimeout
 	}
-	f := n.raft.Apply(cmd.Encode(), timeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return nil, translate(err)
-		}
-	case <-ctx.Done():
-		return nil, ErrUnknownOutcome
-	}
-	res, _ := f.Response().(*store.Result)
-	if res == nil {
-		return nil, errors.New("raftnode: apply returned no result")
+	res, err := n.commit.submit(ctx, cmd.Encode())
+	if err != nil {
+		return nil, err
 	}
 	if res.Err != nil {
 		return nil, res.Err

@@ -39,6 +39,14 @@ func (a *applier) apply(cmd *Command) (*Result, error) {
 		r = &Result{Revision: a.rev, Succeeded: true}
 	case OpExpire:
 		r, err = a.expire(cmd)
+	case OpBatch:
+		r = &Result{Succeeded: true, Batch: make([]*Result, len(cmd.Batch))}
+		for i, sub := range cmd.Batch {
+			if r.Batch[i], err = a.apply(sub); err != nil {
+				return nil, err
+			}
+		}
+		r.Revision = a.rev
 	}
 	if err != nil {
 		return nil, err

@@ -39,7 +39,13 @@ const (
 	// OpExpire deletes keys whose TTL the leader found expired, each only if
 	// it still has the mod revision the leader saw.
 	OpExpire Op = 4
+	// OpBatch carries several commands proposed together (group commit);
+	// each is applied as if it had its own log entry.
+	OpBatch Op = 5
 )
+
+// MaxBatch is the most commands one OpBatch may carry.
+const MaxBatch = 4096
 
 // OpType is the kind of one operation inside a transaction.
 type OpType uint8
@@ -103,6 +109,27 @@ type Command struct {
 	Member Member
 	// Expire lists the keys of OpExpire.
 	Expire []ExpireKey
+	// Batch holds the commands of OpBatch (none of them a batch).
+	Batch []*Command
+}
+
+// EncodeBatch returns the encoding of an OpBatch holding the already
+// encoded commands subs.
+func EncodeBatch(subs [][]byte) []byte {
+	n := 16
+	for _, b := range subs {
+		n += len(b) + binary.MaxVarintLen32
+	}
+	e := encoder{buf: make([]byte, 0, n)}
+	e.byte(CommandVersion)
+	e.byte(byte(OpBatch))
+	e.varint(0)
+	e.str("")
+	e.uvarint(uint64(len(subs)))
+	for _, b := range subs {
+		e.bytes(b)
+	}
+	return e.buf
 }
 
 // Txn is a transaction: if every Compare holds, Success runs, else Failure.
@@ -217,6 +244,11 @@ func (c *Command) Encode() []byte {
 			e.str(x.Key)
 			e.varint(x.ModRevision)
 		}
+	case OpBatch:
+		e.uvarint(uint64(len(c.Batch)))
+		for _, sub := range c.Batch {
+			e.bytes(sub.Encode())
+		}
 	}
 	return e.buf
 }
@@ -270,6 +302,25 @@ func DecodeCommand(b []byte) (*Command, error) {
 		for i := 0; i < n && d.err == nil; i++ {
 			c.Expire[i].Key = d.str()
 			c.Expire[i].ModRevision = d.varint()
+		}
+	case OpBatch:
+		n := d.uvarint()
+		if n > MaxBatch {
+			return nil, fmt.Errorf("%w: batch of %d commands, over %d", ErrInvalidCommand, n, MaxBatch)
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			b := d.bytes()
+			if d.err != nil {
+				break
+			}
+			if len(b) > 1 && Op(b[1]) == OpBatch {
+				return nil, fmt.Errorf("%w: nested batch", ErrInvalidCommand)
+			}
+			sub, err := DecodeCommand(b)
+			if err != nil {
+				return nil, err
+			}
+			c.Batch = append(c.Batch, sub)
 		}
 	default:
 		return nil, fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, c.Op)

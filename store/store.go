@@ -105,6 +105,8 @@ type Result struct {
 	Conflict *ConflictError
 	// Err is set when the command could not be applied at all.
 	Err error
+	// Batch holds one result per command of an OpBatch.
+	Batch []*Result
 }
 
 // OpResult is the result of one transaction operation.
@@ -547,7 +549,7 @@ func (s *Store) Apply(entries []Entry) []*Result {
 					return err
 				}
 				results[i] = r
-				membersChanged = membersChanged || cmd.Op == OpSetMember || cmd.Op == OpRemoveMember
+				membersChanged = membersChanged || changesMembers(cmd)
 			}
 			if err := meta.Put(metaApplied, putU64(applied)); err != nil {
 				return err
@@ -600,6 +602,15 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 		return ErrClosed
 	}
 	return s.db.Update(fn)
+}
+
+func changesMembers(cmd *Command) bool {
+	for _, sub := range cmd.Batch {
+		if changesMembers(sub) {
+			return true
+		}
+	}
+	return cmd.Op == OpSetMember || cmd.Op == OpRemoveMember
 }
 
 // Snapshot is a consistent read-only view of the store that can be

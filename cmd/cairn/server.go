@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -43,6 +44,8 @@ type serverOptions struct {
 	logFormat         string
 	raftLogLevel      string
 	fsmFsync          bool
+	pprofAddr         string
+	maxInflight       int
 }
 
 func newServerCmd() *cobra.Command {
@@ -82,6 +85,8 @@ SIGINT or SIGTERM stops the node cleanly; a leader hands leadership on first.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.raftLogLevel, "raft-log-level", rd.RaftLogLevel, "hashicorp/raft's own log level")
+	f.IntVar(&o.maxInflight, "max-inflight-proposals", rd.MaxInflightProposals, "log entries of writes in flight before further writes are packed into one (group commit)")
+	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (off when empty; keep it private)")
 	f.BoolVar(&o.fsmFsync, "fsm-fsync", false, "fsync the state machine's file on every commit (the Raft log is always fsynced; see store/DESIGN.md)")
 	return cmd
 }
@@ -179,6 +184,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	rcfg.SnapshotThreshold = o.snapshotThreshold
 	rcfg.SnapshotInterval = o.snapshotInterval
 	rcfg.TrailingLogs = o.trailingLogs
+	rcfg.MaxInflightProposals = o.maxInflight
 	rcfg.HeartbeatTimeout = o.heartbeatTimeout
 	rcfg.ElectionTimeout = o.electionTimeout
 	rcfg.LeaderLeaseTimeout = min(rcfg.LeaderLeaseTimeout, o.heartbeatTimeout)
@@ -203,6 +209,18 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if o.pprofAddr != "" {
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			log.Info("pprof listening", "addr", o.pprofAddr)
+			if err := http.ListenAndServe(o.pprofAddr, mux); err != nil {
+				log.Error("pprof server failed", "err", err)
+			}
+		}()
+	}
 	log.Info("cairn node started", "http_addr", o.httpAddr, "raft_addr", o.raftAddr, "data_dir", o.dataDir)
 
 	if ctx == nil {
