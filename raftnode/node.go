@@ -64,7 +64,7 @@ func New(cfg Config, st *store.Store) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raftnode"), store: st, readyCh: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.verify.n = n
-	n.commit = groupCommit{n: n, max: cfg.MaxInflightProposals, maxBytes: 4 << 20}
+	n.commit = groupCommit{n: n, max: cfg.MaxInflightProposals, maxBytes: 1 << 20}
 	if err := n.open(); err != nil {
 		n.cancel()
 		n.closeStores()
@@ -93,7 +93,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
-	n.logs, err = raft.NewLogCache(1024, n.logStore)
+	n.logs, err = raft.NewLogCache(256, n.logStore)
 	if err != nil {
 		return err
 	}
