@@ -52,7 +52,7 @@ type Config struct {
 
 	// Timeout bounds a single attempt: one request to one endpoint, from
 	// dialing until the whole response has been read (for a watch: until
-	// the stream's headers arrive). A call may make several attempts and
+	// the stream's headers arrive, and at least DefaultTimeout). A call may make several attempts and
 	// is bounded as a whole only by its context, so keep Timeout well
 	// below the context deadlines you use (a third of it lets a call try
 	// three endpoints); a Timeout under the server's 3 s leader wait makes

@@ -121,7 +121,8 @@ const watchOpts = optPrefix | optRevision | optProgressNotify
 // gap and no duplicate, across node failures and leader changes. It retries
 // for as long as ctx lives, pausing as Config.RetryBackoff and
 // Config.MaxRetryBackoff say once every endpoint has failed in a row;
-// Config.Timeout bounds the wait for each stream's response headers.
+// Config.Timeout, but no less than DefaultTimeout, bounds the wait for each
+// stream's response headers.
 //
 // The channel is closed when ctx ends (without an error response), or
 // right after a response whose Err is set: a bad key or start revision, or
@@ -307,7 +308,11 @@ func (w *watcher) stream(ep string) (good bool, f streamFailure) {
 	c := w.c
 	sctx, cancel := context.WithCancel(w.ctx)
 	defer cancel()
-	timer := time.AfterFunc(c.cfg.Timeout, cancel) // until the headers come
+	// Until the headers come. A server may take up to its leader wait (3s)
+	// before it refuses a start revision it has not reached, so even a
+	// short Config.Timeout leaves it that long: the refusal is then
+	// reported rather than retried for ever.
+	timer := time.AfterFunc(max(c.cfg.Timeout, DefaultTimeout), cancel)
 	defer timer.Stop()
 
 	from, skip := w.resumePoint()

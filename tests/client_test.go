@@ -251,6 +251,82 @@ func TestCLIBinaryValues(t *testing.T) {
 	}
 }
 
+// TestCLIWatchAndTxn runs cairn kv watch and cairn kv txn (the real
+// binary) against a cluster: the watch prints each change of a transaction
+// as it happens and exits 0 on SIGINT; a watch from a revision in the
+// future fails with exit status 1 and says why, even with the short
+// per-attempt timeout --timeout implies.
+func TestCLIWatchAndTxn(t *testing.T) {
+	c := cluster.Start(t, 3)
+	bin := cluster.Binary(t)
+	follower := c.Followers(t)[0]
+	var eps []string
+	for _, n := range c.Nodes() {
+		eps = append(eps, n.HTTPAddr)
+	}
+	endpoints := "--endpoints=" + strings.Join(eps, ",")
+	_, base := putOK(t, c.Leader(t), "cli/w/a", "old")
+
+	watch := exec.Command(bin, "kv", "watch", "cli/w/", "--prefix", "--rev", fmt.Sprint(base), "--endpoints", follower.HTTPAddr)
+	watch.Env = append(os.Environ(), "CAIRN_ENDPOINTS=")
+	out := &syncWriter{}
+	var errOut bytes.Buffer
+	watch.Stdout, watch.Stderr = out, &errOut
+	must(t, watch.Start())
+	t.Cleanup(func() { _ = watch.Process.Kill() })
+
+	txn := exec.Command(bin, "kv", "txn", endpoints)
+	txn.Env = watch.Env
+	txn.Stdin = strings.NewReader(fmt.Sprintf(`{"compare": [{"key": "cli/w/a", "target": "mod_revision", "op": "==", "value": %d}],
+		"success": [{"op": "put", "key": "cli/w/a", "value": "new"}, {"op": "put", "key": "cli/w/bin", "value_base64": "AP8="},
+		            {"op": "delete", "key": "cli/w/nothing"}],
+		"failure": [{"op": "get", "key": "cli/w/a"}]}`, base))
+	txnOut, err := txn.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(txnOut), fmt.Sprintf("SUCCEEDED (revision %d)\n", base+1)) {
+		t.Fatalf("cairn kv txn: %v\n%s", err, txnOut)
+	}
+	want := fmt.Sprintf("PUT cli/w/a %d old\nPUT cli/w/a %d new\nPUT cli/w/bin %d <binary, 2 bytes>\n", base, base+1, base+1)
+	deadline := time.Now().Add(10 * time.Second)
+	for out.String() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("cairn kv watch printed %q, want %q; stderr %q", out.String(), want, errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	must(t, watch.Process.Signal(os.Interrupt))
+	if err := watch.Wait(); err != nil {
+		t.Errorf("cairn kv watch after SIGINT: %v (stderr %q), want exit status 0", err, errOut.String())
+	}
+
+	future := exec.Command(bin, "kv", "watch", "cli/w/", "--prefix", "--rev", fmt.Sprint(base+1000), endpoints)
+	future.Env = watch.Env
+	start := time.Now()
+	fout, err := future.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(fout), "future") {
+		t.Errorf("cairn kv watch --rev in the future: %v, output %q; want exit status 1 saying why", err, fout)
+	}
+	t.Logf("a watch from the future refused after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// syncWriter is a bytes.Buffer safe to read while a process writes to it.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
 // firstDiff returns the first index where a and b differ.
 func firstDiff(a, b []byte) int {
 	for i := range min(len(a), len(b)) {
