@@ -303,7 +303,7 @@ type streamLine struct {
 
 // stream runs one watch stream on endpoint ep until it ends, delivering
 // what it carries. good is true when the endpoint accepted the watch and
-// sent at least one line; f says why the stream ended.
+// sent at least one event or progress line; f says why the stream ended.
 func (w *watcher) stream(ep string) (good bool, f streamFailure) {
 	c := w.c
 	sctx, cancel := context.WithCancel(w.ctx)
@@ -393,11 +393,13 @@ func (w *watcher) stream(ep string) (good bool, f streamFailure) {
 		if len(line) == 0 {
 			continue
 		}
-		good = true
 		var l streamLine
 		if err := json.Unmarshal(line, &l); err != nil {
 			flush()
 			return good, streamFailure{failTransient, fmt.Errorf("watch stream from %s: bad line %.100q: %w", ep, line, err)}
+		}
+		if l.Type != "error" {
+			good = true // the endpoint serves the watch
 		}
 		switch l.Type {
 		case string(EventPut), string(EventDelete):
