@@ -181,6 +181,18 @@ func TestTTLExpiry(t *testing.T) {
 
 	const ttl = 2 * time.Second
 	old := c.Leader(t)
+	// A watch on a follower that survives: it must report the expiries
+	// as deletes.
+	var survivor *cluster.Node
+	for _, n := range nodes {
+		if n != old {
+			survivor = n
+			break
+		}
+	}
+	first, err := cl.Status(ctx)
+	must(t, err)
+	events := newClient(t, survivor).Watch(ctx, "ttl/short/", client.WithPrefix(), client.WithRevision(first.Revision+1))
 	var ttlKeys []string
 	written := time.Now()
 	var last int64
@@ -290,6 +302,36 @@ func TestTTLExpiry(t *testing.T) {
 		}
 	}
 	check("after the old leader's restart")
+
+	// The watch saw each TTL key written and then deleted by its expiry.
+	deleted := map[string]int64{}
+	var puts int
+	for len(deleted) < len(ttlKeys) {
+		select {
+		case resp := <-events:
+			if resp.Err != nil {
+				t.Fatalf("watch: %v", resp.Err)
+			}
+			for _, ev := range resp.Events {
+				switch {
+				case ev.Type == client.EventPut && ev.Revision() <= last:
+					puts++
+				case ev.Type == client.EventDelete && ev.Revision() > last:
+					if _, dup := deleted[ev.KV.Key]; dup {
+						t.Errorf("%s deleted twice", ev.KV.Key)
+					}
+					deleted[ev.KV.Key] = ev.Revision()
+				default:
+					t.Errorf("unexpected event %s %s at revision %d", ev.Type, ev.KV.Key, ev.Revision())
+				}
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the watch on %s saw %d puts and the expiry of only %v of %v", survivor.ID, puts, deleted, ttlKeys)
+		}
+	}
+	if puts != len(ttlKeys) {
+		t.Errorf("the watch saw %d puts, want %d", puts, len(ttlKeys))
+	}
 
 	// Kill all three and restart them: nothing resurrects.
 	for _, n := range c.Nodes() {
