@@ -33,8 +33,6 @@ type Mode struct {
 	CheckTimeout time.Duration
 }
 
-var trackOnce sync.Once
-
 // EnvPhase names the environment variable that, when set to a duration
 // such as 30s, overrides the length of every phase.
 const EnvPhase = "CAIRN_CHAOS_PHASE"
@@ -75,8 +73,8 @@ func RequireFull(t testing.TB) Mode {
 	return m
 }
 
-// Verify runs the checks that follow every run, after the caller stopped
-// the workload and healed the faults: the live nodes converge to the same
+// Verify runs the checks that follow every run, once the caller healed
+// the faults: it stops the workload; the live nodes must converge to the same
 // applied index and store hash; a final linearizable read of every key is
 // added to the history; the history is linearizable; every error answer
 // was a clean JSON error. It logs the availability of each phase and
@@ -142,6 +140,8 @@ func logf(t testing.TB, w *Workload, format string, args ...any) {
 	t.Helper()
 	t.Logf("[%6.2fs] %s", float64(w.Now())/1e9, fmt.Sprintf(format, args...))
 }
+
+var trackOnce sync.Once
 
 // trackServerSources stats the cairn binary under test, or every source
 // file it is built from, so that go test's result cache (which records

@@ -32,8 +32,8 @@
 // of about a minute: the baseline, a kill of the leader, the leader cut
 // into a minority, and the negative control. CAIRN_CHAOS=full runs every
 // fault with longer phases (about ten minutes); the other faults skip
-// themselves otherwise. go test -short skips the suite unless CAIRN_CHAOS
-// is set. Failure artifacts (porcupine's HTML visualization, the history
+// themselves otherwise. CAIRN_CHAOS_PHASE=30s sets the length of every
+// phase. go test -short skips the suite unless CAIRN_CHAOS is set. Failure artifacts (porcupine's HTML visualization, the history
 // and every node's log) go to a directory made with os.MkdirTemp, whose
 // path the failing test prints.
 package chaos
