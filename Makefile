@@ -23,7 +23,7 @@ vet:
 
 # Every test, with the race detector.
 test: fmt-check vet
-	$(GO) test -race -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
@@ -38,6 +38,12 @@ fuzz:
 BENCH_SHORT ?= 0
 bench:
 	BENCH_SHORT=$(BENCH_SHORT) scripts/bench.sh
+
+# Every fault of the chaos suite with long phases (about ten minutes);
+# make test runs its smoke version (baseline, leader kill, minority
+# partition, negative control).
+chaos:
+	CAIRN_CHAOS=full $(GO) test -race -count=1 -timeout 30m -v ./tests/chaos/
 
 # The Go micro-benchmarks: state machine apply, command codec, read path.
 bench-go:

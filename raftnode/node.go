@@ -133,6 +133,13 @@ func (n *Node) open() error {
 	rc.NoSnapshotRestoreOnStart = len(snaps) == 0 || n.store.AppliedIndex() >= snaps[0].Index
 	if !rc.NoSnapshotRestoreOnStart {
 		n.log.Warn("store is behind the newest snapshot; restoring it", "store_index", n.store.AppliedIndex(), "snapshot_index", snaps[0].Index)
+		// Raft would fall back to an older snapshot if the newest is
+		// damaged, then panic for want of log entries compacted behind
+		// the newest one. Check it first and refuse with a clear message.
+		if err := checkSnapshot(n.snapshots, snaps[0].ID); err != nil {
+			return fmt.Errorf("raftnode: the state machine is behind the newest snapshot (%s), which is damaged: %w; "+
+				"this node cannot rebuild its data: remove it from the cluster, wipe %s and join it again", snaps[0].ID, err, cfg.DataDir)
+		}
 	}
 	rc.Logger = hl
 	notify := make(chan bool, 16)
@@ -170,6 +177,16 @@ func (n *Node) open() error {
 		}
 	}
 	return nil
+}
+
+// checkSnapshot reads snapshot id through the snapshot store, which
+// verifies its checksum.
+func checkSnapshot(ss *raft.FileSnapshotStore, id string) error {
+	_, rc, err := ss.Open(id)
+	if err != nil {
+		return err
+	}
+	return rc.Close()
 }
 
 // ID is this node's server ID.
