@@ -346,6 +346,48 @@ func (h *Handler) readFence(r *http.Request, c consistency) (forward bool, err e
 	return false, nil
 }
 
+// readyToRead applies a read's ?consistency and ?min_revision: it makes
+// the local store fit to serve the read, or forwards the request to the
+// leader, or writes the error. It reports whether the caller should now
+// serve the read from the local store.
+func (h *Handler) readyToRead(w http.ResponseWriter, r *http.Request, q url.Values) bool {
+	c, err := parseConsistency(q.Get("consistency"))
+	if err != nil {
+		h.writeError(w, err)
+		return false
+	}
+	if _, _, err := parseInt(q, "min_revision", 0); err != nil {
+		h.writeError(w, err)
+		return false
+	}
+	fwd, err := h.readFence(r, c)
+	if fwd {
+		h.forward(w, r, nil)
+		return false
+	}
+	if err == nil {
+		err = h.waitMinRevision(r, q)
+	}
+	if err != nil {
+		h.writeError(w, err)
+		return false
+	}
+	return true
+}
+
+// keyOrPrefix reads ?prefix=true and validates key as a key, or as a
+// prefix (which may be empty) when it is set.
+func keyOrPrefix(q url.Values, key string) (bool, error) {
+	prefix, err := parseBool(q, "prefix")
+	if err != nil {
+		return false, err
+	}
+	if prefix {
+		return true, store.ValidatePrefix(key)
+	}
+	return false, store.ValidateKey(key)
+}
+
 // waitMinRevision applies ?min_revision=N: wait until this node has
 // applied revision N, bounded by the request's deadline.
 func (h *Handler) waitMinRevision(r *http.Request, q map[string][]string) error {
@@ -364,26 +406,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, key string) {
 		h.writeError(w, err)
 		return
 	}
-	q := r.URL.Query()
-	c, err := parseConsistency(q.Get("consistency"))
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	if _, _, err := parseInt(q, "min_revision", 0); err != nil {
-		h.writeError(w, err)
-		return
-	}
-	fwd, err := h.readFence(r, c)
-	if fwd {
-		h.forward(w, r, nil)
-		return
-	}
-	if err == nil {
-		err = h.waitMinRevision(r, q)
-	}
-	if err != nil {
-		h.writeError(w, err)
+	if !h.readyToRead(w, r, r.URL.Query()) {
 		return
 	}
 	kv, rev, err := h.store.Get(key)
@@ -466,16 +489,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request, key string) {
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, key string) {
 	q := r.URL.Query()
-	prefix, err := parseBool(q, "prefix")
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	if prefix {
-		err = store.ValidatePrefix(key)
-	} else {
-		err = store.ValidateKey(key)
-	}
+	prefix, err := keyOrPrefix(q, key)
 	if err != nil {
 		h.writeError(w, err)
 		return

@@ -68,25 +68,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, _ string) {
 		h.writeError(w, err)
 		return
 	}
-	c, err := parseConsistency(q.Get("consistency"))
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	if _, _, err := parseInt(q, "min_revision", 0); err != nil {
-		h.writeError(w, err)
-		return
-	}
-	fwd, err := h.readFence(r, c)
-	if fwd {
-		h.forward(w, r, nil)
-		return
-	}
-	if err == nil {
-		err = h.waitMinRevision(r, q)
-	}
-	if err != nil {
-		h.writeError(w, err)
+	if !h.readyToRead(w, r, q) {
 		return
 	}
 	kvs, more, rev, err := h.store.List(store.ListOptions{Prefix: prefix, After: after, Limit: int(limit), KeysOnly: keysOnly})

@@ -43,16 +43,7 @@ type endJSON struct {
 // stream ends early (the client resumes from its last revision + 1).
 func (h *Handler) watch(w http.ResponseWriter, r *http.Request, key string) {
 	q := r.URL.Query()
-	prefix, err := parseBool(q, "prefix")
-	if err != nil {
-		h.writeError(w, err)
-		return
-	}
-	if prefix {
-		err = store.ValidatePrefix(key)
-	} else {
-		err = store.ValidateKey(key)
-	}
+	prefix, err := keyOrPrefix(q, key)
 	if err != nil {
 		h.writeError(w, err)
 		return
