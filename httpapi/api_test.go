@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/httpapi"
+	"github.com/cairn-kv/cairn/tests/inproc"
 )
 
 // putJSON and deleteJSON are the answers of writes.
@@ -47,30 +48,30 @@ type membersJSON struct {
 // TestAPI runs the API's behaviour against one three-node cluster over
 // real HTTP. Subtests run in order and use their own key prefixes.
 func TestAPI(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
+	c := inproc.Start(t, 3, inproc.Options{})
 
 	t.Run("WriteReadDeleteThroughFollower", func(t *testing.T) {
-		l := c.leader(t)
-		f := c.followers(l)[0]
+		l := c.Leader(t)
+		f := c.Followers(l)[0]
 		key := "dir/sub//key with space/ü%"
 		r := call(t, f, "PUT", kvPath(key), []byte("hello")).wantOK(t)
 		var put putJSON
 		r.decode(t, &put)
-		if got := r.Header.Get("X-Cairn-Node"); got != l.id {
-			t.Errorf("forwarded PUT: X-Cairn-Node %q, want the leader %s", got, l.id)
+		if got := r.Header.Get("X-Cairn-Node"); got != l.ID {
+			t.Errorf("forwarded PUT: X-Cairn-Node %q, want the leader %s", got, l.ID)
 		}
 		if put.Revision == 0 || r.revisionHeader(t) != put.Revision {
 			t.Errorf("PUT answer revision %d, header %q", put.Revision, r.Header.Get("X-Cairn-Revision"))
 		}
-		for _, tn := range c.nodes {
+		for _, tn := range c.Nodes {
 			g := call(t, tn, "GET", kvPath(key), nil).wantOK(t)
 			if string(g.Body) != "hello" {
-				t.Errorf("%s: GET body %q", tn.id, g.Body)
+				t.Errorf("%s: GET body %q", tn.ID, g.Body)
 			}
 			h := g.Header
 			if h.Get("X-Cairn-Mod-Revision") != itoa(put.Revision) || h.Get("X-Cairn-Create-Revision") != itoa(put.Revision) ||
 				h.Get("X-Cairn-Version") != "1" || g.revisionHeader(t) < put.Revision || h.Get("X-Cairn-Node") == "" {
-				t.Errorf("%s: GET headers %v", tn.id, h)
+				t.Errorf("%s: GET headers %v", tn.ID, h)
 			}
 		}
 		r2 := call(t, f, "PUT", kvPath(key), []byte("again")).wantOK(t)
@@ -91,10 +92,10 @@ func TestAPI(t *testing.T) {
 		d := call(t, f, "DELETE", kvPath(key), nil).wantOK(t)
 		var del deleteJSON
 		d.decode(t, &del)
-		if del.Deleted != 1 || del.Revision != put2.Revision+1 || d.Header.Get("X-Cairn-Node") != l.id || d.revisionHeader(t) != del.Revision {
+		if del.Deleted != 1 || del.Revision != put2.Revision+1 || d.Header.Get("X-Cairn-Node") != l.ID || d.revisionHeader(t) != del.Revision {
 			t.Errorf("DELETE: %s headers %v", d.Body, d.Header)
 		}
-		for _, tn := range c.nodes {
+		for _, tn := range c.Nodes {
 			call(t, tn, "GET", kvPath(key), nil).wantError(t, http.StatusNotFound, "key_not_found")
 		}
 		d2 := call(t, f, "DELETE", kvPath(key), nil).wantOK(t)
@@ -106,7 +107,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("KeyBoundaries", func(t *testing.T) {
-		f := c.followers(c.leader(t))[0]
+		f := c.Followers(c.Leader(t))[0]
 		long := strings.Repeat("k", 1024)
 		call(t, f, "PUT", kvPath(long), []byte("x")).wantOK(t)
 		if g := call(t, f, "GET", kvPath(long), nil).wantOK(t); string(g.Body) != "x" {
@@ -122,8 +123,8 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("Consistency", func(t *testing.T) {
-		l := c.leader(t)
-		fs := c.followers(l)
+		l := c.Leader(t)
+		fs := c.Followers(l)
 		var put putJSON
 		call(t, l, "PUT", kvPath("cons/k"), []byte("v1")).wantOK(t).decode(t, &put)
 		for _, f := range fs {
@@ -131,35 +132,35 @@ func TestAPI(t *testing.T) {
 			for _, q := range []string{"", "?consistency=linearizable"} {
 				g := call(t, f, "GET", kvPath("cons/k")+q, nil).wantOK(t)
 				if string(g.Body) != "v1" || g.revisionHeader(t) < put.Revision {
-					t.Errorf("%s GET%s: %q rev %s", f.id, q, g.Body, g.Header.Get("X-Cairn-Revision"))
+					t.Errorf("%s GET%s: %q rev %s", f.ID, q, g.Body, g.Header.Get("X-Cairn-Revision"))
 				}
 			}
 			g := call(t, f, "GET", kvPath("cons/k")+"?consistency=leader", nil).wantOK(t)
-			if string(g.Body) != "v1" || g.Header.Get("X-Cairn-Node") != l.id {
-				t.Errorf("%s GET consistency=leader: %q from %q, want the leader %s", f.id, g.Body, g.Header.Get("X-Cairn-Node"), l.id)
+			if string(g.Body) != "v1" || g.Header.Get("X-Cairn-Node") != l.ID {
+				t.Errorf("%s GET consistency=leader: %q from %q, want the leader %s", f.ID, g.Body, g.Header.Get("X-Cairn-Node"), l.ID)
 			}
 			g = call(t, f, "GET", kvPath("cons/k")+"?consistency=stale&min_revision="+itoa(put.Revision), nil).wantOK(t)
-			if string(g.Body) != "v1" || g.Header.Get("X-Cairn-Node") != f.id {
-				t.Errorf("%s GET consistency=stale: %q from %q, want it served locally", f.id, g.Body, g.Header.Get("X-Cairn-Node"))
+			if string(g.Body) != "v1" || g.Header.Get("X-Cairn-Node") != f.ID {
+				t.Errorf("%s GET consistency=stale: %q from %q, want it served locally", f.ID, g.Body, g.Header.Get("X-Cairn-Node"))
 			}
 			var lst listJSON
 			ls := call(t, f, "GET", "/v1/kv/?prefix=cons/&consistency=stale&min_revision="+itoa(put.Revision), nil).wantOK(t)
 			ls.decode(t, &lst)
-			if len(lst.KVs) != 1 || lst.KVs[0]["value"] != "v1" || ls.Header.Get("X-Cairn-Node") != f.id {
-				t.Errorf("%s stale list: %s", f.id, ls.Body)
+			if len(lst.KVs) != 1 || lst.KVs[0]["value"] != "v1" || ls.Header.Get("X-Cairn-Node") != f.ID {
+				t.Errorf("%s stale list: %s", f.ID, ls.Body)
 			}
 			ls = call(t, f, "GET", "/v1/kv/?prefix=cons/&consistency=leader", nil).wantOK(t)
 			ls.decode(t, &lst)
-			if len(lst.KVs) != 1 || ls.Header.Get("X-Cairn-Node") != l.id {
-				t.Errorf("%s leader list: %s from %s", f.id, ls.Body, ls.Header.Get("X-Cairn-Node"))
+			if len(lst.KVs) != 1 || ls.Header.Get("X-Cairn-Node") != l.ID {
+				t.Errorf("%s leader list: %s from %s", f.ID, ls.Body, ls.Header.Get("X-Cairn-Node"))
 			}
 		}
 	})
 
 	t.Run("MinRevisionWaits", func(t *testing.T) {
-		l := c.leader(t)
-		f := c.followers(l)[0]
-		next := l.st.Revision() + 1
+		l := c.Leader(t)
+		f := c.Followers(l)[0]
+		next := l.Store.Revision() + 1
 		got := make(chan response, 1)
 		errc := make(chan error, 1)
 		go func() {
@@ -182,7 +183,7 @@ func TestAPI(t *testing.T) {
 		}
 
 		// A revision that never comes ends the wait with a timeout.
-		h, err := httpapi.New(httpapi.Config{RequestTimeout: 300 * time.Millisecond, Logger: c.log}, f.node, f.st)
+		h, err := httpapi.New(httpapi.Config{RequestTimeout: 300 * time.Millisecond, Logger: c.Log}, f.Raft, f.Store)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,20 +197,20 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("CAS", func(t *testing.T) {
-		l := c.leader(t)
-		f := c.followers(l)[0]
+		l := c.Leader(t)
+		f := c.Followers(l)[0]
 		var p1 putJSON
 		call(t, f, "PUT", kvPath("cas/k")+"?cas=0", []byte("first")).wantOK(t).decode(t, &p1)
-		before := l.st.Revision()
+		before := l.Store.Revision()
 		r := call(t, f, "PUT", kvPath("cas/k")+"?cas=0", []byte("second"))
 		e := r.wantError(t, http.StatusConflict, "cas_conflict")
 		if e.ModRevision == nil || *e.ModRevision != p1.Revision {
 			t.Errorf("cas=0 on a present key: mod_revision %v, want %d: %s", e.ModRevision, p1.Revision, r.Body)
 		}
-		if r.Header.Get("X-Cairn-Node") != l.id {
-			t.Errorf("forwarded conflict from %q, want %s", r.Header.Get("X-Cairn-Node"), l.id)
+		if r.Header.Get("X-Cairn-Node") != l.ID {
+			t.Errorf("forwarded conflict from %q, want %s", r.Header.Get("X-Cairn-Node"), l.ID)
 		}
-		if got := l.st.Revision(); got != before {
+		if got := l.Store.Revision(); got != before {
 			t.Errorf("a failed CAS moved the revision from %d to %d", before, got)
 		}
 		var p2 putJSON
@@ -236,14 +237,14 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("Idempotency", func(t *testing.T) {
-		l := c.leader(t)
-		f := c.followers(l)[0]
+		l := c.Leader(t)
+		f := c.Followers(l)[0]
 		var a, b putJSON
 		call(t, f, "PUT", kvPath("idem/k"), []byte("v"), "Idempotency-Key", "req-1").wantOK(t).decode(t, &a)
-		rev := l.st.Revision()
+		rev := l.Store.Revision()
 		call(t, f, "PUT", kvPath("idem/k"), []byte("v"), "Idempotency-Key", "req-1").wantOK(t).decode(t, &b)
-		if a.Revision != b.Revision || l.st.Revision() != rev {
-			t.Fatalf("retry with the same Idempotency-Key: revisions %d then %d, store %d -> %d", a.Revision, b.Revision, rev, l.st.Revision())
+		if a.Revision != b.Revision || l.Store.Revision() != rev {
+			t.Fatalf("retry with the same Idempotency-Key: revisions %d then %d, store %d -> %d", a.Revision, b.Revision, rev, l.Store.Revision())
 		}
 		if g := call(t, f, "GET", kvPath("idem/k"), nil).wantOK(t); g.Header.Get("X-Cairn-Version") != "1" {
 			t.Fatalf("retried write applied twice: version %s", g.Header.Get("X-Cairn-Version"))
@@ -251,8 +252,8 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("TTL", func(t *testing.T) {
-		l := c.leader(t)
-		f := c.followers(l)[0]
+		l := c.Leader(t)
+		f := c.Followers(l)[0]
 		call(t, f, "PUT", kvPath("ttl/k")+"?ttl=1s", []byte("brief")).wantOK(t)
 		var keep putJSON
 		call(t, f, "PUT", kvPath("ttl/keep"), []byte("stays")).wantOK(t).decode(t, &keep)
@@ -261,10 +262,10 @@ func TestAPI(t *testing.T) {
 		}
 		// The leader's reaper deletes it through the log: the revision
 		// moves on every node.
-		waitRevision(t, keep.Revision+1, c.nodes...)
-		for _, tn := range c.nodes {
-			if _, _, err := tn.st.Get("ttl/k"); err == nil {
-				t.Errorf("%s still has ttl/k at revision %d", tn.id, tn.st.Revision())
+		inproc.WaitRevision(t, keep.Revision+1, c.Nodes...)
+		for _, tn := range c.Nodes {
+			if _, _, err := tn.Store.Get("ttl/k"); err == nil {
+				t.Errorf("%s still has ttl/k at revision %d", tn.ID, tn.Store.Revision())
 			}
 		}
 		call(t, f, "GET", kvPath("ttl/k"), nil).wantError(t, http.StatusNotFound, "key_not_found")
@@ -276,15 +277,15 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("PrefixDelete", func(t *testing.T) {
-		l := c.leader(t)
-		f := c.followers(l)[0]
+		l := c.Leader(t)
+		f := c.Followers(l)[0]
 		for _, k := range []string{"pd/a", "pd/b", "pd/c/d", "pdx", "pd"} {
 			call(t, f, "PUT", kvPath(k), []byte(k)).wantOK(t)
 		}
 		var d deleteJSON
 		r := call(t, f, "DELETE", kvPath("pd/")+"?prefix=true", nil).wantOK(t)
 		r.decode(t, &d)
-		if d.Deleted != 3 || r.Header.Get("X-Cairn-Node") != l.id {
+		if d.Deleted != 3 || r.Header.Get("X-Cairn-Node") != l.ID {
 			t.Fatalf("prefix delete: %s from %s, want 3 deleted", r.Body, r.Header.Get("X-Cairn-Node"))
 		}
 		var lst listJSON
@@ -303,7 +304,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("ListPaging", func(t *testing.T) {
-		f := c.followers(c.leader(t))[0]
+		f := c.Followers(c.Leader(t))[0]
 		for i := 0; i < 25; i++ {
 			call(t, f, "PUT", kvPath(fmt.Sprintf("list/k%02d", i)), []byte(fmt.Sprintf("v%02d", i))).wantOK(t)
 		}
@@ -381,7 +382,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("BinaryValues", func(t *testing.T) {
-		f := c.followers(c.leader(t))[0]
+		f := c.Followers(c.Leader(t))[0]
 		raw := []byte{0xff, 0x00, 0xfe, 'a'}
 		call(t, f, "PUT", kvPath("bin/raw"), raw).wantOK(t)
 		call(t, f, "PUT", kvPath("bin/text"), []byte("héllo\n")).wantOK(t)
@@ -410,8 +411,8 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("StatusMembersHealth", func(t *testing.T) {
-		l := c.leader(t)
-		for _, tn := range c.nodes {
+		l := c.Leader(t)
+		for _, tn := range c.Nodes {
 			var st struct {
 				ID     string `json:"id"`
 				State  string `json:"state"`
@@ -429,29 +430,29 @@ func TestAPI(t *testing.T) {
 			if tn == l {
 				wantState = "Leader"
 			}
-			if st.ID != tn.id || st.State != wantState || st.Leader.ID != l.id || st.Leader.HTTPAddr != l.httpAddr ||
+			if st.ID != tn.ID || st.State != wantState || st.Leader.ID != l.ID || st.Leader.HTTPAddr != l.HTTPAddr ||
 				st.Term == 0 || st.CommitIndex == 0 || st.AppliedIndex == 0 || st.Revision == 0 {
-				t.Errorf("%s status: %+v", tn.id, st)
+				t.Errorf("%s status: %+v", tn.ID, st)
 			}
 			var ms membersJSON
 			call(t, tn, "GET", "/v1/cluster/members", nil).wantOK(t).decode(t, &ms)
 			if len(ms.Members) != 3 {
-				t.Fatalf("%s members: %+v", tn.id, ms)
+				t.Fatalf("%s members: %+v", tn.ID, ms)
 			}
 			for i, m := range ms.Members {
-				w := c.nodes[i]
-				if m.ID != w.id || m.RaftAddr != w.raftAddr || m.HTTPAddr != w.httpAddr || !m.Voter || m.Leader != (w == l) {
-					t.Errorf("%s member %d: %+v", tn.id, i, m)
+				w := c.Nodes[i]
+				if m.ID != w.ID || m.RaftAddr != w.RaftAddr || m.HTTPAddr != w.HTTPAddr || !m.Voter || m.Leader != (w == l) {
+					t.Errorf("%s member %d: %+v", tn.ID, i, m)
 				}
 			}
 			var ok map[string]string
 			call(t, tn, "GET", "/healthz", nil).wantOK(t).decode(t, &ok)
 			if ok["status"] != "ok" {
-				t.Errorf("%s healthz: %v", tn.id, ok)
+				t.Errorf("%s healthz: %v", tn.ID, ok)
 			}
 			call(t, tn, "GET", "/readyz", nil).wantOK(t).decode(t, &ok)
 			if ok["status"] != "ready" {
-				t.Errorf("%s readyz: %v", tn.id, ok)
+				t.Errorf("%s readyz: %v", tn.ID, ok)
 			}
 		}
 	})
@@ -461,11 +462,11 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("TooManyHops", func(t *testing.T) {
-		l := c.leader(t)
-		f := c.followers(l)[0]
-		rev := l.st.Revision()
+		l := c.Leader(t)
+		f := c.Followers(l)[0]
+		rev := l.Store.Revision()
 		call(t, f, "PUT", kvPath("hops/k"), []byte("v"), "X-Cairn-Hops", "3").wantError(t, http.StatusServiceUnavailable, "no_leader")
-		if got := l.st.Revision(); got != rev {
+		if got := l.Store.Revision(); got != rev {
 			t.Fatalf("revision moved from %d to %d", rev, got)
 		}
 	})
@@ -581,9 +582,9 @@ func errorCases() []errorCase {
 	}
 }
 
-func testErrors(t *testing.T, c *testCluster) {
-	l := c.leader(t)
-	targets := []*testNode{l, c.followers(l)[0]}
+func testErrors(t *testing.T, c *inproc.Cluster) {
+	l := c.Leader(t)
+	targets := []*inproc.Node{l, c.Followers(l)[0]}
 	for _, tc := range errorCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, tn := range targets {
@@ -591,7 +592,7 @@ func testErrors(t *testing.T, c *testCluster) {
 				if tn != l {
 					role = "follower"
 				}
-				before := l.st.Revision()
+				before := l.Store.Revision()
 				r := call(t, tn, tc.method, tc.target, tc.body, tc.hdr...)
 				if r.Status >= 500 {
 					t.Fatalf("%s: %s %s answered %d for bad input: %s", role, tc.method, tc.target, r.Status, r.Body)
@@ -606,7 +607,7 @@ func testErrors(t *testing.T, c *testCluster) {
 				if strings.Contains(e.Error, "panic") || strings.Contains(e.Error, "goroutine") {
 					t.Errorf("%s: error message leaks internals: %q", role, e.Error)
 				}
-				if got := l.st.Revision(); got != before {
+				if got := l.Store.Revision(); got != before {
 					t.Errorf("%s: bad request moved the revision from %d to %d", role, before, got)
 				}
 			}
@@ -617,11 +618,11 @@ func testErrors(t *testing.T, c *testCluster) {
 	// at the limit all the same.
 	t.Run("chunked value too large", func(t *testing.T) {
 		for _, tn := range targets {
-			before := l.st.Revision()
+			before := l.Store.Revision()
 			body := struct{ *bytes.Reader }{bytes.NewReader(bytes.Repeat([]byte{'x'}, 1<<20+10))}
 			callReader(t, tn, "PUT", kvPath("big/chunked"), body).wantError(t, http.StatusRequestEntityTooLarge, "too_large")
-			if got := l.st.Revision(); got != before {
-				t.Errorf("%s: revision moved from %d to %d", tn.id, before, got)
+			if got := l.Store.Revision(); got != before {
+				t.Errorf("%s: revision moved from %d to %d", tn.ID, before, got)
 			}
 		}
 	})
@@ -629,7 +630,7 @@ func testErrors(t *testing.T, c *testCluster) {
 
 // testMalformedJoin posts members that no node could ever be. They must be
 // refused (400), not added as voters that never answer.
-func testMalformedJoin(t *testing.T, c *testCluster) {
+func testMalformedJoin(t *testing.T, c *inproc.Cluster) {
 	for _, m := range []memberJSON{
 		{ID: "bogus1", RaftAddr: "not-an-address", HTTPAddr: "127.0.0.1:1"},
 		{ID: "bogus2", RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:1"},
@@ -637,8 +638,8 @@ func testMalformedJoin(t *testing.T, c *testCluster) {
 		{ID: "bogus 4", RaftAddr: "127.0.0.1:7", HTTPAddr: "127.0.0.1:1"},
 	} {
 		t.Run(m.ID, func(t *testing.T) {
-			l := c.leader(t)
-			f := c.followers(l)[0]
+			l := c.Leader(t)
+			f := c.Followers(l)[0]
 			body, _ := json.Marshal(map[string]string{"id": m.ID, "raft_addr": m.RaftAddr, "http_addr": m.HTTPAddr})
 			r := call(t, f, "POST", "/v1/cluster/members", body)
 			if r.Status == http.StatusOK {
@@ -647,7 +648,7 @@ func testMalformedJoin(t *testing.T, c *testCluster) {
 			} else {
 				r.wantError(t, http.StatusBadRequest, "invalid_argument")
 			}
-			c.waitMembers(t, c.nodes...)
+			c.WaitMembers(t, c.Nodes...)
 		})
 	}
 }
@@ -656,24 +657,24 @@ func testMalformedJoin(t *testing.T, c *testCluster) {
 // linearizable reads with 503 no_leader within a few seconds, and still
 // serves stale reads.
 func TestNoLeader(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{API: httpapi.Config{LeaderWait: 500 * time.Millisecond, RequestTimeout: 3 * time.Second}})
-	l := c.leader(t)
-	fs := c.followers(l)
+	c := inproc.Start(t, 3, inproc.Options{API: httpapi.Config{LeaderWait: 500 * time.Millisecond, RequestTimeout: 3 * time.Second}})
+	l := c.Leader(t)
+	fs := c.Followers(l)
 	keep := fs[0]
 	var put putJSON
 	call(t, keep, "PUT", kvPath("k"), []byte("v")).wantOK(t).decode(t, &put)
-	waitRevision(t, put.Revision, c.nodes...)
+	inproc.WaitRevision(t, put.Revision, c.Nodes...)
 	start := time.Now()
-	c.stop(fs[1])
-	c.stop(l)
+	c.Stop(fs[1])
+	c.Stop(l)
 	t.Logf("stopped two nodes in %v", time.Since(start).Round(time.Millisecond))
-	waitFor(t, 10*time.Second, keep.id+" to lose its leader", func() error {
-		if id, _ := keep.node.Leader(); id != "" {
-			return fmt.Errorf("%s still follows %s", keep.id, id)
+	inproc.WaitFor(t, 10*time.Second, keep.ID+" to lose its leader", func() error {
+		if id, _ := keep.Raft.Leader(); id != "" {
+			return fmt.Errorf("%s still follows %s", keep.ID, id)
 		}
 		return nil
 	})
-	rev := keep.st.Revision()
+	rev := keep.Store.Revision()
 
 	for _, tc := range []struct {
 		method, target string
@@ -695,7 +696,7 @@ func TestNoLeader(t *testing.T) {
 			t.Errorf("%s %s took %v to fail", tc.method, tc.target, took)
 		}
 	}
-	if got := keep.st.Revision(); got != rev {
+	if got := keep.Store.Revision(); got != rev {
 		t.Errorf("revision moved from %d to %d without a leader", rev, got)
 	}
 	g := call(t, keep, "GET", kvPath("k")+"?consistency=stale", nil).wantOK(t)
@@ -710,11 +711,11 @@ func TestNoLeader(t *testing.T) {
 // TestRemoveLastMember asks a one-node cluster to remove its only member:
 // that is the user's mistake, to be refused with a 4xx, not a 500.
 func TestRemoveLastMember(t *testing.T) {
-	c := mustNewCluster(t, 1, clusterOptions{})
-	n := c.nodes[0]
-	r := call(t, n, "DELETE", "/v1/cluster/members/"+n.id, nil)
+	c := inproc.Start(t, 1, inproc.Options{})
+	n := c.Nodes[0]
+	r := call(t, n, "DELETE", "/v1/cluster/members/"+n.ID, nil)
 	if r.Status >= 500 || r.Status < 400 {
-		t.Errorf("DELETE /v1/cluster/members/%s on a one-node cluster: %d %s, want a 4xx refusal", n.id, r.Status, r.Body)
+		t.Errorf("DELETE /v1/cluster/members/%s on a one-node cluster: %d %s, want a 4xx refusal", n.ID, r.Status, r.Body)
 	} else {
 		var e errorJSON
 		r.decode(t, &e)
@@ -722,17 +723,17 @@ func TestRemoveLastMember(t *testing.T) {
 			t.Errorf("error body %s", r.Body)
 		}
 	}
-	c.waitMembers(t, n)
+	c.WaitMembers(t, n)
 	call(t, n, "PUT", kvPath("still"), []byte("works")).wantOK(t)
 }
 
 // tryCall is call without the testing.TB, for goroutines.
-func tryCall(tn *testNode, method, target string, body []byte) (response, error) {
+func tryCall(tn *inproc.Node, method, target string, body []byte) (response, error) {
 	var rd *bytes.Reader
-	req, err := http.NewRequest(method, "http://"+tn.httpAddr+target, nil)
+	req, err := http.NewRequest(method, "http://"+tn.HTTPAddr+target, nil)
 	if body != nil {
 		rd = bytes.NewReader(body)
-		req, err = http.NewRequest(method, "http://"+tn.httpAddr+target, rd)
+		req, err = http.NewRequest(method, "http://"+tn.HTTPAddr+target, rd)
 	}
 	if err != nil {
 		return response{}, err

@@ -6,14 +6,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-kv/cairn/tests/inproc"
 )
 
 // TestWritesThroughLeaderHandover keeps writing through every node while
 // the leader shuts down: no write may fail with a 500 or a broken
 // connection, and every acknowledged write survives on the new majority.
 func TestWritesThroughLeaderHandover(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
 
 	type outcome struct {
 		key    string
@@ -27,7 +29,7 @@ func TestWritesThroughLeaderHandover(t *testing.T) {
 		wg       sync.WaitGroup
 	)
 	stop := make(chan struct{})
-	for _, tn := range c.followers(l) {
+	for _, tn := range c.Followers(l) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -37,7 +39,7 @@ func TestWritesThroughLeaderHandover(t *testing.T) {
 					return
 				default:
 				}
-				key := fmt.Sprintf("handover/%s/%04d", tn.id, i)
+				key := fmt.Sprintf("handover/%s/%04d", tn.ID, i)
 				r, err := tryCall(tn, "PUT", kvPath(key), []byte("v"))
 				mu.Lock()
 				outcomes = append(outcomes, outcome{key, r.Status, string(r.Body), err})
@@ -45,7 +47,7 @@ func TestWritesThroughLeaderHandover(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 10*time.Second, "writes to flow", func() error {
+	inproc.WaitFor(t, 10*time.Second, "writes to flow", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(outcomes) < 20 {
@@ -53,12 +55,12 @@ func TestWritesThroughLeaderHandover(t *testing.T) {
 		}
 		return nil
 	})
-	c.stop(l)
-	nl := c.leader(t)
+	c.Stop(l)
+	nl := c.Leader(t)
 	mu.Lock()
 	n := len(outcomes)
 	mu.Unlock()
-	waitFor(t, 10*time.Second, "writes to the new leader", func() error {
+	inproc.WaitFor(t, 10*time.Second, "writes to the new leader", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(outcomes) < n+20 {
@@ -69,17 +71,17 @@ func TestWritesThroughLeaderHandover(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	rev := nl.st.Revision()
-	waitRevision(t, rev, c.running()...)
+	rev := nl.Store.Revision()
+	inproc.WaitRevision(t, rev, c.Running()...)
 	failed := 0
 	for _, o := range outcomes {
 		switch {
 		case o.err != nil:
 			t.Errorf("PUT %s: %v", o.key, o.err)
 		case o.status == http.StatusOK:
-			for _, tn := range c.running() {
-				if _, _, err := tn.st.Get(o.key); err != nil {
-					t.Errorf("acknowledged write %s missing on %s: %v", o.key, tn.id, err)
+			for _, tn := range c.Running() {
+				if _, _, err := tn.Store.Get(o.key); err != nil {
+					t.Errorf("acknowledged write %s missing on %s: %v", o.key, tn.ID, err)
 				}
 			}
 		case o.status >= 500 && o.status != http.StatusServiceUnavailable && o.status != http.StatusGatewayTimeout:
@@ -89,7 +91,7 @@ func TestWritesThroughLeaderHandover(t *testing.T) {
 			t.Logf("PUT %s during the handover: %d %s", o.key, o.status, o.body)
 		}
 	}
-	t.Logf("%d writes, %d not acknowledged, new leader %s", len(outcomes), failed, nl.id)
+	t.Logf("%d writes, %d not acknowledged, new leader %s", len(outcomes), failed, nl.ID)
 	if failed > 0 {
 		t.Errorf("%d writes failed during a planned handover; they should wait for the new leader", failed)
 	}
@@ -97,20 +99,20 @@ func TestWritesThroughLeaderHandover(t *testing.T) {
 
 // TestTTLExpiresAfterLeaderChange: the reaper runs on whichever node leads.
 func TestTTLExpiresAfterLeaderChange(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
-	f := c.followers(l)[0]
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	f := c.Followers(l)[0]
 	var put putJSON
 	call(t, f, "PUT", kvPath("ttl/k")+"?ttl=1s", []byte("v")).wantOK(t).decode(t, &put)
-	waitRevision(t, put.Revision, c.nodes...)
-	c.stop(l)
-	c.leader(t)
+	inproc.WaitRevision(t, put.Revision, c.Nodes...)
+	c.Stop(l)
+	c.Leader(t)
 	// The deletion is replicated, not just hidden by the clock: the
 	// revision moves on every node.
-	waitRevision(t, put.Revision+1, c.running()...)
-	for _, tn := range c.running() {
-		if _, _, err := tn.st.Get("ttl/k"); err == nil {
-			t.Errorf("%s still has ttl/k at revision %d", tn.id, tn.st.Revision())
+	inproc.WaitRevision(t, put.Revision+1, c.Running()...)
+	for _, tn := range c.Running() {
+		if _, _, err := tn.Store.Get("ttl/k"); err == nil {
+			t.Errorf("%s still has ttl/k at revision %d", tn.ID, tn.Store.Revision())
 		}
 	}
 	var lst listJSON

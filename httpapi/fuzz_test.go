@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/httpapi"
+	"github.com/cairn-kv/cairn/tests/inproc"
 )
 
 // FuzzHandler sends arbitrary requests to a one-node cluster's handler and
@@ -87,11 +88,11 @@ func FuzzHandler(f *testing.F) {
 		f.Add(s.method, s.path, s.query, []byte(s.body))
 	}
 
-	c := mustNewCluster(f, 1, clusterOptions{})
-	n := c.nodes[0]
+	c := inproc.Start(f, 1, inproc.Options{})
+	n := c.Nodes[0]
 	// A handler of its own with short waits, so that inputs that wait
 	// (min_revision far ahead, watches) end quickly.
-	h, err := httpapi.New(httpapi.Config{RequestTimeout: 500 * time.Millisecond, LeaderWait: 300 * time.Millisecond, Logger: c.log}, n.node, n.st)
+	h, err := httpapi.New(httpapi.Config{RequestTimeout: 500 * time.Millisecond, LeaderWait: 300 * time.Millisecond, Logger: c.Log}, n.Raft, n.Store)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func FuzzHandler(f *testing.F) {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		if changesMembership(method, path, body, n.id) {
+		if changesMembership(method, path, body, n.ID) {
 			return // a valid join or removal would change the cluster under test
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -118,7 +119,7 @@ func FuzzHandler(f *testing.F) {
 			ProtoMajor:    1,
 			ProtoMinor:    1,
 			Header:        http.Header{},
-			Host:          n.httpAddr,
+			Host:          n.HTTPAddr,
 			RemoteAddr:    "127.0.0.1:1234",
 			Body:          http.NoBody,
 			ContentLength: int64(len(body)),

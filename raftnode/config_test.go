@@ -8,6 +8,7 @@ import (
 
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/cairn-kv/cairn/store"
+	"github.com/cairn-kv/cairn/tests/inproc"
 )
 
 func validConfig() raftnode.Config {
@@ -106,7 +107,7 @@ func TestDefaultConfig(t *testing.T) {
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	dir := t.TempDir()
 	scfg := store.DefaultConfig(filepath.Join(dir, "fsm.db"))
-	scfg.Logger = testLogger(t)
+	scfg.Logger = inproc.Logger(t)
 	st, err := store.Open(scfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,39 +12,40 @@ import (
 
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/cairn-kv/cairn/store"
+	"github.com/cairn-kv/cairn/tests/inproc"
 )
 
 func TestThreeNodesElectOneLeaderAndRegister(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
-	for _, tn := range c.nodes {
-		id, addr := tn.node.Leader()
-		if id != l.id || addr != l.httpAddr {
-			t.Errorf("%s: Leader() = %q, %q; want %q, %q", tn.id, id, addr, l.id, l.httpAddr)
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	for _, tn := range c.Nodes {
+		id, addr := tn.Raft.Leader()
+		if id != l.ID || addr != l.HTTPAddr {
+			t.Errorf("%s: Leader() = %q, %q; want %q, %q", tn.ID, id, addr, l.ID, l.HTTPAddr)
 		}
-		gid, gaddr, err := tn.node.WaitForLeader(ctxT(t, time.Second))
-		if err != nil || gid != l.id || gaddr != l.httpAddr {
-			t.Errorf("%s: WaitForLeader = %q, %q, %v", tn.id, gid, gaddr, err)
+		gid, gaddr, err := tn.Raft.WaitForLeader(inproc.Context(t, time.Second))
+		if err != nil || gid != l.ID || gaddr != l.HTTPAddr {
+			t.Errorf("%s: WaitForLeader = %q, %q, %v", tn.ID, gid, gaddr, err)
 		}
-		st := tn.node.Status()
+		st := tn.Raft.Status()
 		wantState := "Follower"
 		if tn == l {
 			wantState = "Leader"
 		}
-		if st.ID != tn.id || st.State != wantState || st.LeaderID != l.id || st.LeaderHTTPAddr != l.httpAddr || st.Term == 0 {
-			t.Errorf("%s: Status() = %+v", tn.id, st)
+		if st.ID != tn.ID || st.State != wantState || st.LeaderID != l.ID || st.LeaderHTTPAddr != l.HTTPAddr || st.Term == 0 {
+			t.Errorf("%s: Status() = %+v", tn.ID, st)
 		}
-		if tn.node.ID() != tn.id {
-			t.Errorf("ID() = %q, want %q", tn.node.ID(), tn.id)
+		if tn.Raft.ID() != tn.ID {
+			t.Errorf("ID() = %q, want %q", tn.Raft.ID(), tn.ID)
 		}
-		if tn.node.Store() != tn.st {
-			t.Errorf("%s: Store() is not the store it was given", tn.id)
+		if tn.Raft.Store() != tn.Store {
+			t.Errorf("%s: Store() is not the store it was given", tn.ID)
 		}
 	}
-	waitFor(t, 5*time.Second, "every node ready", func() error {
-		for _, tn := range c.nodes {
-			if !tn.node.Ready() {
-				return fmt.Errorf("%s not ready", tn.id)
+	inproc.WaitFor(t, 5*time.Second, "every node ready", func() error {
+		for _, tn := range c.Nodes {
+			if !tn.Raft.Ready() {
+				return fmt.Errorf("%s not ready", tn.ID)
 			}
 		}
 		return nil
@@ -52,29 +53,29 @@ func TestThreeNodesElectOneLeaderAndRegister(t *testing.T) {
 }
 
 func TestApplyReplicatesToEveryNode(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
-	before := l.st.Revision()
-	res, err := l.node.Apply(ctxT(t, 5*time.Second), store.NewPut("greeting", []byte("hello"), -1, 0))
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	before := l.Store.Revision()
+	res, err := l.Raft.Apply(inproc.Context(t, 5*time.Second), store.NewPut("greeting", []byte("hello"), -1, 0))
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	if res.Revision != before+1 || !res.Succeeded {
 		t.Fatalf("Apply result = %+v, want revision %d", res, before+1)
 	}
-	waitRevision(t, res.Revision, c.nodes...)
-	for _, tn := range c.nodes {
-		kv, rev, err := tn.st.Get("greeting")
+	inproc.WaitRevision(t, res.Revision, c.Nodes...)
+	for _, tn := range c.Nodes {
+		kv, rev, err := tn.Store.Get("greeting")
 		if err != nil || string(kv.Value) != "hello" || kv.ModRevision != res.Revision || rev < res.Revision {
-			t.Errorf("%s: Get = %+v, %d, %v", tn.id, kv, rev, err)
+			t.Errorf("%s: Get = %+v, %d, %v", tn.ID, kv, rev, err)
 		}
-		if tn.st.AppliedIndex() == 0 {
-			t.Errorf("%s: applied index 0 after a write", tn.id)
+		if tn.Store.AppliedIndex() == 0 {
+			t.Errorf("%s: applied index 0 after a write", tn.ID)
 		}
 	}
 
 	// A CAS that fails is not an error of Apply but a result with a conflict.
-	res2, err := l.node.Apply(ctxT(t, 5*time.Second), store.NewPut("greeting", []byte("x"), res.Revision+100, 0))
+	res2, err := l.Raft.Apply(inproc.Context(t, 5*time.Second), store.NewPut("greeting", []byte("x"), res.Revision+100, 0))
 	if err != nil {
 		t.Fatalf("CAS Apply: %v", err)
 	}
@@ -84,99 +85,99 @@ func TestApplyReplicatesToEveryNode(t *testing.T) {
 }
 
 func TestApplyWithExpiredContext(t *testing.T) {
-	c := mustNewCluster(t, 1, clusterOptions{})
-	l := c.leader(t)
+	c := inproc.Start(t, 1, inproc.Options{})
+	l := c.Leader(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
 	defer cancel()
 	<-ctx.Done()
-	rev := l.st.Revision()
-	if _, err := l.node.Apply(ctx, store.NewPut("k", []byte("v"), -1, 0)); !errors.Is(err, raftnode.ErrTimeout) {
+	rev := l.Store.Revision()
+	if _, err := l.Raft.Apply(ctx, store.NewPut("k", []byte("v"), -1, 0)); !errors.Is(err, raftnode.ErrTimeout) {
 		t.Fatalf("Apply with a passed deadline = %v, want ErrTimeout", err)
 	}
-	if got := l.st.Revision(); got != rev {
+	if got := l.Store.Revision(); got != rev {
 		t.Fatalf("revision moved from %d to %d after a call that timed out before proposing", rev, got)
 	}
 }
 
 func TestFollowerRefusesLeaderOnlyCalls(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
-	for _, f := range c.followers(l) {
-		ctx := ctxT(t, 2*time.Second)
-		if _, err := f.node.Apply(ctx, store.NewPut("k", []byte("v"), -1, 0)); !errors.Is(err, raftnode.ErrNotLeader) {
-			t.Errorf("%s: Apply = %v, want ErrNotLeader", f.id, err)
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	for _, f := range c.Followers(l) {
+		ctx := inproc.Context(t, 2*time.Second)
+		if _, err := f.Raft.Apply(ctx, store.NewPut("k", []byte("v"), -1, 0)); !errors.Is(err, raftnode.ErrNotLeader) {
+			t.Errorf("%s: Apply = %v, want ErrNotLeader", f.ID, err)
 		}
-		if _, err := f.node.ReadIndex(ctx); !errors.Is(err, raftnode.ErrNotLeader) {
-			t.Errorf("%s: ReadIndex = %v, want ErrNotLeader", f.id, err)
+		if _, err := f.Raft.ReadIndex(ctx); !errors.Is(err, raftnode.ErrNotLeader) {
+			t.Errorf("%s: ReadIndex = %v, want ErrNotLeader", f.ID, err)
 		}
-		if err := f.node.LeaderRead(ctx); !errors.Is(err, raftnode.ErrNotLeader) {
-			t.Errorf("%s: LeaderRead = %v, want ErrNotLeader", f.id, err)
+		if err := f.Raft.LeaderRead(ctx); !errors.Is(err, raftnode.ErrNotLeader) {
+			t.Errorf("%s: LeaderRead = %v, want ErrNotLeader", f.ID, err)
 		}
-		if err := f.node.AddMember(ctx, store.Member{ID: "x", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}); !errors.Is(err, raftnode.ErrNotLeader) {
-			t.Errorf("%s: AddMember = %v, want ErrNotLeader", f.id, err)
+		if err := f.Raft.AddMember(ctx, store.Member{ID: "x", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}); !errors.Is(err, raftnode.ErrNotLeader) {
+			t.Errorf("%s: AddMember = %v, want ErrNotLeader", f.ID, err)
 		}
-		if err := f.node.RemoveMember(ctx, l.id); !errors.Is(err, raftnode.ErrNotLeader) {
-			t.Errorf("%s: RemoveMember = %v, want ErrNotLeader", f.id, err)
+		if err := f.Raft.RemoveMember(ctx, l.ID); !errors.Is(err, raftnode.ErrNotLeader) {
+			t.Errorf("%s: RemoveMember = %v, want ErrNotLeader", f.ID, err)
 		}
-		if f.node.IsLeader() {
-			t.Errorf("%s: IsLeader on a follower", f.id)
+		if f.Raft.IsLeader() {
+			t.Errorf("%s: IsLeader on a follower", f.ID)
 		}
 	}
-	c.waitMembers(t, c.nodes...)
+	c.WaitMembers(t, c.Nodes...)
 }
 
 func TestReadIndexSeesEarlierWrites(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
 	var last int64
 	for i := 0; i < 10; i++ {
-		last = c.put(t, fmt.Sprintf("k%02d", i), fmt.Sprint(i))
+		last = c.Put(t, fmt.Sprintf("k%02d", i), fmt.Sprint(i))
 	}
-	ctx := ctxT(t, 5*time.Second)
-	idx, err := l.node.ReadIndex(ctx)
+	ctx := inproc.Context(t, 5*time.Second)
+	idx, err := l.Raft.ReadIndex(ctx)
 	if err != nil {
 		t.Fatalf("ReadIndex: %v", err)
 	}
 	if idx == 0 {
 		t.Fatal("ReadIndex returned index 0 after writes")
 	}
-	if err := l.node.WaitApplied(ctx, idx); err != nil {
+	if err := l.Raft.WaitApplied(ctx, idx); err != nil {
 		t.Fatalf("WaitApplied(%d): %v", idx, err)
 	}
-	if rev := l.st.Revision(); rev < last {
+	if rev := l.Store.Revision(); rev < last {
 		t.Fatalf("after ReadIndex+WaitApplied the revision is %d, want >= %d", rev, last)
 	}
-	kv, _, err := l.st.Get("k09")
+	kv, _, err := l.Store.Get("k09")
 	if err != nil || string(kv.Value) != "9" {
 		t.Fatalf("Get(k09) = %+v, %v", kv, err)
 	}
-	if err := l.node.LeaderRead(ctx); err != nil {
+	if err := l.Raft.LeaderRead(ctx); err != nil {
 		t.Fatalf("LeaderRead on the leader: %v", err)
 	}
 
 	// A follower that is handed the leader's read index can serve the
 	// read once it has applied it.
-	for _, f := range c.followers(l) {
-		if err := f.node.WaitApplied(ctx, idx); err != nil {
-			t.Fatalf("%s: WaitApplied(%d): %v", f.id, idx, err)
+	for _, f := range c.Followers(l) {
+		if err := f.Raft.WaitApplied(ctx, idx); err != nil {
+			t.Fatalf("%s: WaitApplied(%d): %v", f.ID, idx, err)
 		}
-		if rev := f.st.Revision(); rev < last {
-			t.Errorf("%s: revision %d after WaitApplied(%d), want >= %d", f.id, rev, idx, last)
+		if rev := f.Store.Revision(); rev < last {
+			t.Errorf("%s: revision %d after WaitApplied(%d), want >= %d", f.ID, rev, idx, last)
 		}
 	}
 
 	// WaitApplied of an index far ahead ends with the context.
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := l.node.WaitApplied(short, idx+1_000_000); !errors.Is(err, raftnode.ErrTimeout) {
+	if err := l.Raft.WaitApplied(short, idx+1_000_000); !errors.Is(err, raftnode.ErrTimeout) {
 		t.Fatalf("WaitApplied far ahead = %v, want ErrTimeout", err)
 	}
 }
 
 func TestConcurrentReadIndex(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
-	rev := c.put(t, "k", "v")
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	rev := c.Put(t, "k", "v")
 	const n = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -188,12 +189,12 @@ func TestConcurrentReadIndex(t *testing.T) {
 			<-start
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			idx, err := l.node.ReadIndex(ctx)
+			idx, err := l.Raft.ReadIndex(ctx)
 			if err == nil {
-				err = l.node.WaitApplied(ctx, idx)
+				err = l.Raft.WaitApplied(ctx, idx)
 			}
-			if err == nil && l.st.Revision() < rev {
-				err = fmt.Errorf("revision %d after read index %d, want >= %d", l.st.Revision(), idx, rev)
+			if err == nil && l.Store.Revision() < rev {
+				err = fmt.Errorf("revision %d after read index %d, want >= %d", l.Store.Revision(), idx, rev)
 			}
 			errs <- err
 		}()
@@ -211,80 +212,80 @@ func TestConcurrentReadIndex(t *testing.T) {
 func TestLeaderShutdownTransfersLeadership(t *testing.T) {
 	// Long timeouts: an ordinary election would take at least 1.5s after
 	// the leader goes, so a new leader well before that shows a transfer.
-	c := mustNewCluster(t, 3, clusterOptions{Heartbeat: 1500 * time.Millisecond, Election: 1500 * time.Millisecond, Lease: 500 * time.Millisecond})
-	old := c.leader(t)
-	rev := c.put(t, "before", "1")
-	waitRevision(t, rev, c.nodes...)
+	c := inproc.Start(t, 3, inproc.Options{Heartbeat: 1500 * time.Millisecond, Election: 1500 * time.Millisecond, Lease: 500 * time.Millisecond})
+	old := c.Leader(t)
+	rev := c.Put(t, "before", "1")
+	inproc.WaitRevision(t, rev, c.Nodes...)
 
 	start := time.Now()
-	c.stop(old)
-	rest := c.running()
-	nl := c.leaderAmong(t, 5*time.Second, rest...)
+	c.Stop(old)
+	rest := c.Running()
+	nl := c.LeaderAmong(t, 5*time.Second, rest...)
 	took := time.Since(start)
-	t.Logf("new leader %s %v after shutdown of %s began", nl.id, took, old.id)
+	t.Logf("new leader %s %v after shutdown of %s began", nl.ID, took, old.ID)
 	if took > 1200*time.Millisecond {
 		t.Errorf("new leader took %v; with a 1.5s heartbeat timeout that is an election, not a transfer", took)
 	}
 
 	// The two remaining nodes still make a quorum and accept writes.
 	for i := 0; i < 3; i++ {
-		rev = c.put(t, fmt.Sprintf("after%d", i), "2")
+		rev = c.Put(t, fmt.Sprintf("after%d", i), "2")
 	}
-	waitRevision(t, rev, rest...)
+	inproc.WaitRevision(t, rev, rest...)
 	for _, tn := range rest {
-		if kv, _, err := tn.st.Get("after2"); err != nil || string(kv.Value) != "2" {
-			t.Errorf("%s: Get(after2) = %+v, %v", tn.id, kv, err)
+		if kv, _, err := tn.Store.Get("after2"); err != nil || string(kv.Value) != "2" {
+			t.Errorf("%s: Get(after2) = %+v, %v", tn.ID, kv, err)
 		}
 	}
 
 	// Calls on the stopped node fail cleanly.
-	if _, err := old.node.Apply(ctxT(t, time.Second), store.NewPut("k", nil, -1, 0)); !errors.Is(err, raftnode.ErrShutdown) {
+	if _, err := old.Raft.Apply(inproc.Context(t, time.Second), store.NewPut("k", nil, -1, 0)); !errors.Is(err, raftnode.ErrShutdown) {
 		t.Errorf("Apply after Shutdown = %v, want ErrShutdown", err)
 	}
-	if err := old.node.Shutdown(); err != nil {
+	if err := old.Raft.Shutdown(); err != nil {
 		t.Errorf("second Shutdown = %v, want nil", err)
 	}
 }
 
 func TestRestartRejoinsWithoutReapplying(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
+	c := inproc.Start(t, 3, inproc.Options{})
 	for i := 0; i < 5; i++ {
-		c.put(t, "k", fmt.Sprint(i))
+		c.Put(t, "k", fmt.Sprint(i))
 	}
-	rev := c.put(t, "other", "x")
-	waitRevision(t, rev, c.nodes...)
-	l := c.leader(t)
+	rev := c.Put(t, "other", "x")
+	inproc.WaitRevision(t, rev, c.Nodes...)
+	l := c.Leader(t)
 
-	for _, tn := range []*testNode{c.followers(l)[0], l} {
-		t.Run("restart "+tn.id, func(t *testing.T) {
-			before := tn.st.Revision()
-			kvBefore, _, _ := tn.st.Get("k")
-			c.stop(tn)
+	for _, tn := range []*inproc.Node{c.Followers(l)[0], l} {
+		t.Run("restart "+tn.ID, func(t *testing.T) {
+			before := tn.Store.Revision()
+			kvBefore, _, _ := tn.Store.Get("k")
+			c.Stop(tn)
 			appliedBefore := func() uint64 {
-				st, err := tn.openStore()
+				st, err := tn.OpenStore()
 				if err != nil {
 					t.Fatalf("reopen store: %v", err)
 				}
 				defer st.Close()
 				return st.AppliedIndex()
 			}()
-			c.mustStart(tn)
-			if got := tn.st.AppliedIndex(); got != appliedBefore {
+			c.MustStart(tn)
+			if got := tn.Store.AppliedIndex(); got != appliedBefore {
 				t.Fatalf("applied index on reopen = %d, want %d", got, appliedBefore)
 			}
-			c.waitMembers(t, c.nodes...)
-			if got := tn.st.Revision(); got != before {
+			c.WaitMembers(t, c.Nodes...)
+			if got := tn.Store.Revision(); got != before {
 				t.Fatalf("revision after restart = %d, want %d (entries re-applied?)", got, before)
 			}
-			kv, _, err := tn.st.Get("k")
+			kv, _, err := tn.Store.Get("k")
 			if err != nil || kv.Version != kvBefore.Version || kv.ModRevision != kvBefore.ModRevision {
 				t.Fatalf("after restart Get(k) = %+v, %v; before %+v", kv, err, kvBefore)
 			}
 
 			// New writes reach it and move its applied index on.
-			rev := c.put(t, "after-"+tn.id, "y")
-			waitRevision(t, rev, c.nodes...)
-			if got := tn.st.AppliedIndex(); got <= appliedBefore {
+			rev := c.Put(t, "after-"+tn.ID, "y")
+			inproc.WaitRevision(t, rev, c.Nodes...)
+			if got := tn.Store.AppliedIndex(); got <= appliedBefore {
 				t.Fatalf("applied index %d did not move past %d", got, appliedBefore)
 			}
 			if rev != before+1 {
@@ -295,126 +296,126 @@ func TestRestartRejoinsWithoutReapplying(t *testing.T) {
 }
 
 func TestRestartWithNewAddressesUpdatesInPlace(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
-	fs := c.followers(l)
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	fs := c.Followers(l)
 	t.Run("raft address", func(t *testing.T) {
 		f := fs[0]
-		c.stop(f)
-		f.raftAddr = freeAddr(t)
-		c.mustStart(f)
-		c.waitMembers(t, c.nodes...)
-		rev := c.put(t, "moved", "yes")
-		waitRevision(t, rev, f)
+		c.Stop(f)
+		f.RaftAddr = inproc.FreeAddr(t)
+		c.MustStart(f)
+		c.WaitMembers(t, c.Nodes...)
+		rev := c.Put(t, "moved", "yes")
+		inproc.WaitRevision(t, rev, f)
 	})
 	t.Run("http address", func(t *testing.T) {
 		f := fs[1]
-		c.stop(f)
-		f.httpAddr = freeAddr(t)
-		c.mustStart(f)
+		c.Stop(f)
+		f.HTTPAddr = inproc.FreeAddr(t)
+		c.MustStart(f)
 		// Every node learns the new address (through the log), so
 		// forwarding to it works should it lead.
-		c.waitMembers(t, c.nodes...)
-		rev := c.put(t, "moved-http", "yes")
-		waitRevision(t, rev, f)
+		c.WaitMembers(t, c.Nodes...)
+		rev := c.Put(t, "moved-http", "yes")
+		inproc.WaitRevision(t, rev, f)
 	})
 }
 
 func TestRemoveMember(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{})
-	l := c.leader(t)
-	ctx := ctxT(t, 5*time.Second)
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	ctx := inproc.Context(t, 5*time.Second)
 
-	err := l.node.RemoveMember(ctx, "nobody")
+	err := l.Raft.RemoveMember(ctx, "nobody")
 	if !errors.Is(err, raftnode.ErrUnknownMember) {
 		t.Fatalf("RemoveMember(nobody) = %v, want ErrUnknownMember", err)
 	}
-	c.waitMembers(t, c.nodes...)
+	c.WaitMembers(t, c.Nodes...)
 
-	gone := c.followers(l)[0]
-	if err := l.node.RemoveMember(ctx, gone.id); err != nil {
-		t.Fatalf("RemoveMember(%s): %v", gone.id, err)
+	gone := c.Followers(l)[0]
+	if err := l.Raft.RemoveMember(ctx, gone.ID); err != nil {
+		t.Fatalf("RemoveMember(%s): %v", gone.ID, err)
 	}
-	c.stop(gone)
-	rest := c.running()
-	c.waitMembers(t, rest...)
-	waitFor(t, 5*time.Second, "the removed member's addresses to be forgotten", func() error {
+	c.Stop(gone)
+	rest := c.Running()
+	c.WaitMembers(t, rest...)
+	inproc.WaitFor(t, 5*time.Second, "the removed member's addresses to be forgotten", func() error {
 		for _, tn := range rest {
-			if m, ok := tn.st.Member(gone.id); ok {
-				return fmt.Errorf("%s still records %+v", tn.id, m)
+			if m, ok := tn.Store.Member(gone.ID); ok {
+				return fmt.Errorf("%s still records %+v", tn.ID, m)
 			}
 		}
 		return nil
 	})
-	rev := c.put(t, "after-remove", "1")
-	waitRevision(t, rev, rest...)
+	rev := c.Put(t, "after-remove", "1")
+	inproc.WaitRevision(t, rev, rest...)
 }
 
 func TestInitialClusterRegistersEveryNode(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{Initial: true})
-	rev := c.put(t, "k", "v")
-	waitRevision(t, rev, c.nodes...)
+	c := inproc.Start(t, 3, inproc.Options{Initial: true})
+	rev := c.Put(t, "k", "v")
+	inproc.WaitRevision(t, rev, c.Nodes...)
 	// Restarting with the same InitialCluster is a no-op bootstrap.
-	f := c.followers(c.leader(t))[0]
-	c.stop(f)
-	c.mustStart(f)
-	c.waitMembers(t, c.nodes...)
+	f := c.Followers(c.Leader(t))[0]
+	c.Stop(f)
+	c.MustStart(f)
+	c.WaitMembers(t, c.Nodes...)
 }
 
 func TestRefusesStoreAheadOfEmptyRaftLog(t *testing.T) {
-	c := mustNewCluster(t, 1, clusterOptions{})
-	tn := c.nodes[0]
-	c.put(t, "k", "v")
-	c.stop(tn)
-	if err := os.RemoveAll(filepath.Join(tn.dir, "raft")); err != nil {
+	c := inproc.Start(t, 1, inproc.Options{})
+	tn := c.Nodes[0]
+	c.Put(t, "k", "v")
+	c.Stop(tn)
+	if err := os.RemoveAll(filepath.Join(tn.Dir, "raft")); err != nil {
 		t.Fatal(err)
 	}
-	err := c.start(tn)
+	err := c.Start(tn)
 	if err == nil {
 		t.Fatal("node started with a store at applied index > 0 and an empty raft log")
 	}
 	t.Logf("start refused: %v", err)
 	// The refusal released the Raft port and the log file.
-	err2 := c.start(tn)
+	err2 := c.Start(tn)
 	if err2 == nil || err2.Error() != err.Error() {
 		t.Fatalf("second start = %v, want the same refusal %v", err2, err)
 	}
 }
 
 func TestSnapshotInstallOnNewNode(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{TrailingLogs: 2})
+	c := inproc.Start(t, 3, inproc.Options{TrailingLogs: 2})
 	const n = 40
 	var rev int64
 	for i := 0; i < n; i++ {
-		rev = c.put(t, fmt.Sprintf("key/%02d", i), fmt.Sprintf("value %d", i))
+		rev = c.Put(t, fmt.Sprintf("key/%02d", i), fmt.Sprintf("value %d", i))
 	}
-	l := c.leader(t)
-	waitRevision(t, rev, c.nodes...)
-	for _, tn := range c.nodes {
-		if err := tn.node.Snapshot(); err != nil {
-			t.Fatalf("%s: Snapshot: %v", tn.id, err)
+	l := c.Leader(t)
+	inproc.WaitRevision(t, rev, c.Nodes...)
+	for _, tn := range c.Nodes {
+		if err := tn.Raft.Snapshot(); err != nil {
+			t.Fatalf("%s: Snapshot: %v", tn.ID, err)
 		}
 	}
-	if st := l.node.Status(); st.LastLogIndex == 0 {
+	if st := l.Raft.Status(); st.LastLogIndex == 0 {
 		t.Fatalf("leader status %+v", st)
 	}
 
-	nn := c.newNode()
-	c.mustStart(nn)
-	c.waitMembers(t, c.nodes...)
-	waitRevision(t, rev, nn)
+	nn := c.AddNode()
+	c.MustStart(nn)
+	c.WaitMembers(t, c.Nodes...)
+	inproc.WaitRevision(t, rev, nn)
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("key/%02d", i)
-		kv, _, err := nn.st.Get(key)
+		kv, _, err := nn.Store.Get(key)
 		if err != nil || string(kv.Value) != fmt.Sprintf("value %d", i) {
 			t.Errorf("new node: Get(%s) = %+v, %v", key, kv, err)
 		}
 	}
-	snaps, err := os.ReadDir(filepath.Join(nn.dir, "raft", "snapshots"))
+	snaps, err := os.ReadDir(filepath.Join(nn.Dir, "raft", "snapshots"))
 	if err != nil || len(snaps) == 0 {
 		t.Fatalf("new node has no installed snapshot (%v): %v", snaps, err)
 	}
 	// It keeps following after the install.
-	rev = c.put(t, "after-install", "1")
-	waitRevision(t, rev, nn)
+	rev = c.Put(t, "after-install", "1")
+	inproc.WaitRevision(t, rev, nn)
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-kv/cairn/tests/inproc"
 )
 
 // A node that joins a cluster with data must not call itself ready before
@@ -12,32 +14,32 @@ import (
 // reaches it by snapshot install (the log was compacted), which leaves a
 // window between first hearing from the leader and catching up.
 func TestReadyOnlyAfterCatchingUp(t *testing.T) {
-	c := mustNewCluster(t, 3, clusterOptions{TrailingLogs: 2})
+	c := inproc.Start(t, 3, inproc.Options{TrailingLogs: 2})
 	value := strings.Repeat("v", 4096)
 	var rev int64
 	for i := 0; i < 50; i++ {
-		rev = c.put(t, fmt.Sprintf("bulk/%03d", i), value)
+		rev = c.Put(t, fmt.Sprintf("bulk/%03d", i), value)
 	}
-	waitRevision(t, rev, c.nodes...)
-	for _, tn := range c.nodes {
-		if err := tn.node.Snapshot(); err != nil {
-			t.Fatalf("%s: Snapshot: %v", tn.id, err)
+	inproc.WaitRevision(t, rev, c.Nodes...)
+	for _, tn := range c.Nodes {
+		if err := tn.Raft.Snapshot(); err != nil {
+			t.Fatalf("%s: Snapshot: %v", tn.ID, err)
 		}
 	}
 
-	nn := c.newNode()
-	c.mustStart(nn)
+	nn := c.AddNode()
+	c.MustStart(nn)
 	deadline := time.Now().Add(15 * time.Second)
-	for !nn.node.Ready() {
+	for !nn.Raft.Ready() {
 		if time.Now().After(deadline) {
 			t.Fatal("the new node never became ready")
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
-	if got := nn.st.Revision(); got < rev {
-		st := nn.node.Status()
+	if got := nn.Store.Revision(); got < rev {
+		st := nn.Raft.Status()
 		t.Fatalf("Ready() = true while the store is at revision %d of %d (applied index %d, commit index %d, leader %q)",
 			got, rev, st.AppliedIndex, st.CommitIndex, st.LeaderID)
 	}
-	c.waitMembers(t, c.nodes...)
+	c.WaitMembers(t, c.Nodes...)
 }
