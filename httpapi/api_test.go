@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/httpapi"
+	"github.com/cairn-kv/cairn/tests/cluster"
 	"github.com/cairn-kv/cairn/tests/inproc"
 )
 
@@ -31,18 +32,6 @@ type listJSON struct {
 	Revision int64            `json:"revision"`
 	KVs      []map[string]any `json:"kvs"`
 	More     bool             `json:"more"`
-}
-
-type memberJSON struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr"`
-	Voter    bool   `json:"voter"`
-	Leader   bool   `json:"leader"`
-}
-
-type membersJSON struct {
-	Members []memberJSON `json:"members"`
 }
 
 // TestAPI runs the API's behaviour against one three-node cluster over
@@ -413,18 +402,7 @@ func TestAPI(t *testing.T) {
 	t.Run("StatusMembersHealth", func(t *testing.T) {
 		l := c.Leader(t)
 		for _, tn := range c.Nodes {
-			var st struct {
-				ID     string `json:"id"`
-				State  string `json:"state"`
-				Leader struct {
-					ID       string `json:"id"`
-					HTTPAddr string `json:"http_addr"`
-				} `json:"leader"`
-				Term         uint64 `json:"term"`
-				CommitIndex  uint64 `json:"commit_index"`
-				AppliedIndex uint64 `json:"applied_index"`
-				Revision     int64  `json:"revision"`
-			}
+			var st cluster.Status
 			call(t, tn, "GET", "/v1/status", nil).wantOK(t).decode(t, &st)
 			wantState := "Follower"
 			if tn == l {
@@ -434,7 +412,7 @@ func TestAPI(t *testing.T) {
 				st.Term == 0 || st.CommitIndex == 0 || st.AppliedIndex == 0 || st.Revision == 0 {
 				t.Errorf("%s status: %+v", tn.ID, st)
 			}
-			var ms membersJSON
+			var ms cluster.Members
 			call(t, tn, "GET", "/v1/cluster/members", nil).wantOK(t).decode(t, &ms)
 			if len(ms.Members) != 3 {
 				t.Fatalf("%s members: %+v", tn.ID, ms)
@@ -631,7 +609,7 @@ func testErrors(t *testing.T, c *inproc.Cluster) {
 // testMalformedJoin posts members that no node could ever be. They must be
 // refused (400), not added as voters that never answer.
 func testMalformedJoin(t *testing.T, c *inproc.Cluster) {
-	for _, m := range []memberJSON{
+	for _, m := range []cluster.Member{
 		{ID: "bogus1", RaftAddr: "not-an-address", HTTPAddr: "127.0.0.1:1"},
 		{ID: "bogus2", RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:1"},
 		{ID: "bogus3", RaftAddr: "127.0.0.1:7", HTTPAddr: "no port"},
