@@ -4,14 +4,12 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -68,16 +66,14 @@ type Cluster struct {
 // Node is one cairn server process. Its identity fields are fixed; the
 // addresses may change when a restart finds a port taken.
 type Node struct {
+	// Process runs the node: its ID (the node's --id), Dir (which holds
+	// DataDir and LogPath) and LogPath, and the methods that start, signal
+	// and inspect the process and its log.
+	*cluster.Process
 	// Slot numbers the node: its Raft traffic comes from SlotIP(Slot).
 	Slot int
-	// ID is its --id.
-	ID string
-	// Dir holds DataDir and LogPath.
-	Dir string
 	// DataDir is its --data-dir.
 	DataDir string
-	// LogPath gets the process's output, appended across restarts.
-	LogPath string
 	// AdvertiseAddr is its --raft-advertise-addr: the address of its proxy.
 	AdvertiseAddr string
 
@@ -87,12 +83,7 @@ type Node struct {
 	mu       sync.Mutex
 	httpAddr string
 	raftAddr string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	exitErr  error
-	paused   bool
 	removed  bool
-	starts   int
 	prepared bool
 }
 
@@ -146,11 +137,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 func (c *Cluster) newNode(slot int, id string, join []string) (*Node, error) {
 	dir := filepath.Join(c.dir, fmt.Sprintf("slot%d-%s", slot, id))
 	n := &Node{
+		Process: &cluster.Process{ID: id, Bin: c.bin, Dir: dir, LogPath: filepath.Join(dir, "cairn.log")},
 		Slot:    slot,
-		ID:      id,
-		Dir:     dir,
 		DataDir: filepath.Join(dir, "data"),
-		LogPath: filepath.Join(dir, "cairn.log"),
 		join:    join,
 	}
 	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
@@ -174,11 +163,11 @@ func (c *Cluster) newNode(slot int, id string, join []string) (*Node, error) {
 // pickPorts chooses a free HTTP port on 127.0.0.1 and a free Raft port on
 // the slot's own address.
 func (n *Node) pickPorts() error {
-	hp, err := freePort("127.0.0.1")
+	hp, err := cluster.FreePort("127.0.0.1")
 	if err != nil {
 		return err
 	}
-	rp, err := freePort(SlotIP(n.Slot))
+	rp, err := cluster.FreePort(SlotIP(n.Slot))
 	if err != nil {
 		return err
 	}
@@ -190,29 +179,6 @@ func (n *Node) pickPorts() error {
 		n.proxy.SetTarget(n.raftAddr)
 	}
 	return nil
-}
-
-var (
-	portMu   sync.Mutex
-	usedPort = map[int]bool{}
-)
-
-func freePort(ip string) (int, error) {
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("listen on %s: %w", ip, err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !usedPort[p] {
-			usedPort[p] = true
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free port")
 }
 
 // HTTPAddr is the node's HTTP address (127.0.0.1:port).
@@ -266,7 +232,7 @@ func (c *Cluster) startNode(n *Node) error {
 		if err == nil {
 			return nil
 		}
-		if strings.Contains(err.Error(), "address already in use") && attempt < 4 {
+		if errors.Is(err, cluster.ErrAddrInUse) && attempt < 4 {
 			if perr := n.pickPorts(); perr != nil {
 				return perr
 			}
@@ -276,6 +242,7 @@ func (c *Cluster) startNode(n *Node) error {
 	}
 }
 
+// spawn starts n's process with args, unless the cluster is closed.
 func (c *Cluster) spawn(n *Node, args []string) error {
 	c.mu.Lock()
 	closed := c.closed
@@ -283,77 +250,11 @@ func (c *Cluster) spawn(n *Node, args []string) error {
 	if closed {
 		return errors.New("chaos: cluster closed")
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.runningLocked() {
-		return fmt.Errorf("node %s: already running", n.ID)
-	}
-	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	n.starts++
-	fmt.Fprintf(f, "=== chaos: start #%d of %s at %s: cairn %s\n", n.starts, n.ID,
-		time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
-	cmd := exec.Command(c.bin, args...)
-	cmd.Dir = n.Dir
-	cmd.Stdout = f
-	cmd.Stderr = f
-	cmd.Env = childEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("node %s: start: %w", n.ID, err)
-	}
-	done := make(chan struct{})
-	n.cmd, n.done, n.exitErr, n.paused = cmd, done, nil, false
-	go func() {
-		err := cmd.Wait()
-		n.mu.Lock()
-		n.exitErr = err
-		n.mu.Unlock()
-		close(done)
-	}()
-	return nil
-}
-
-// childEnv is the environment without CAIRN_* variables, which the server
-// would read as flags.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CAIRN_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func (n *Node) runningLocked() bool {
-	if n.done == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Running reports whether the process is alive (paused counts).
-func (n *Node) Running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.runningLocked()
+	return n.Start(args)
 }
 
 // Live reports whether the process runs, is not paused, and is a member.
-func (n *Node) Live() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.runningLocked() && !n.paused && !n.removed
-}
+func (n *Node) Live() bool { return n.Process.Live() && !n.Removed() }
 
 // Removed reports whether the node was removed from the cluster.
 func (n *Node) Removed() bool {
@@ -362,57 +263,21 @@ func (n *Node) Removed() bool {
 	return n.removed
 }
 
-// Done is closed when the current process exits (nil if never started).
-func (n *Node) Done() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.done
-}
-
-// ExitErr is what the last process's Wait returned; nil while it runs or
-// after exit status 0.
-func (n *Node) ExitErr() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.runningLocked() {
-		return nil
-	}
-	return n.exitErr
-}
-
+// waitUp waits until n answers /healthz; see cluster.Process.WaitUp.
 func (c *Cluster) waitUp(n *Node) error {
-	done := n.Done()
-	deadline := time.Now().Add(c.opts.WaitTimeout)
-	var last string
-	for {
-		select {
-		case <-done:
-			log := n.LastStartLog()
-			return fmt.Errorf("node %s exited during start (%v); log:\n%s", n.ID, n.ExitErr(), tail(log, 30))
-		default:
-		}
-		r, err := c.do(n, http.MethodGet, "/healthz", nil, time.Second)
-		if err == nil && r.Status == http.StatusOK {
-			return nil
-		}
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = r.String()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s: /healthz not 200 within %v (last: %s)", n.ID, c.opts.WaitTimeout, last)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return n.WaitUp(c.http(n), c.opts.WaitTimeout)
+}
+
+// http is a helper for n's current HTTP address on the cluster's client.
+func (c *Cluster) http(n *Node) *cluster.HTTP {
+	return &cluster.HTTP{Base: n.URL(), Client: c.hc}
 }
 
 // do sends one request to n with its own timeout.
 func (c *Cluster) do(n *Node, method, path string, body []byte, timeout time.Duration) (*cluster.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	h := &cluster.HTTP{Base: n.URL(), Client: c.hc}
-	return h.Do(ctx, method, path, body, nil)
+	return c.http(n).Do(ctx, method, path, body, nil)
 }
 
 // Nodes returns every node ever started, in start order.
@@ -465,87 +330,40 @@ func (c *Cluster) Others(not ...*Node) []*Node {
 	return out
 }
 
-// Status is the answer of GET /v1/status?hash=true.
-type Status struct {
-	ID     string `json:"id"`
-	State  string `json:"state"`
-	Leader struct {
-		ID       string `json:"id"`
-		HTTPAddr string `json:"http_addr"`
-	} `json:"leader"`
-	Term         uint64 `json:"term"`
-	CommitIndex  uint64 `json:"commit_index"`
-	AppliedIndex uint64 `json:"applied_index"`
-	LastLogIndex uint64 `json:"last_log_index"`
-	Revision     int64  `json:"revision"`
-	Hash         string `json:"hash"`
-	HashIndex    uint64 `json:"hash_index"`
-}
+// Status is the answer of GET /v1/status (with the store hash when asked
+// for it).
+type Status = cluster.Status
 
 // Status asks n for its status (with the store hash when hash is true).
 func (c *Cluster) Status(n *Node, hash bool) (Status, error) {
-	var s Status
 	path := "/v1/status"
 	if hash {
 		path += "?hash=true"
 	}
-	r, err := c.do(n, http.MethodGet, path, nil, 3*time.Second)
-	if err != nil {
-		return s, err
-	}
-	if r.Status != http.StatusOK {
-		return s, fmt.Errorf("GET %s: %s", path, r)
-	}
-	return s, json.Unmarshal(r.Body, &s)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var s Status
+	err := c.http(n).GetJSON(ctx, path, &s)
+	return s, err
 }
 
 // poll calls cond every 50ms until it returns true or timeout passes.
 func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return cluster.Poll(timeout, 50*time.Millisecond, cond)
 }
 
 // agreedLeader asks every node of group; ok when they all answer, name
 // the same leader, that leader is in group and says it leads, and (when
 // needHTTP) every node knows its HTTP address.
 func (c *Cluster) agreedLeader(group []*Node, needHTTP bool) (*Node, bool, string) {
-	if len(group) == 0 {
-		return nil, false, "no node"
-	}
-	var parts []string
-	var leaderID string
-	ok := true
-	st := map[string]Status{}
+	byID := map[string]*Node{}
+	var ids []string
 	for _, n := range group {
-		s, err := c.Status(n, false)
-		if err != nil {
-			parts = append(parts, fmt.Sprintf("%s: %v", n.ID, err))
-			ok = false
-			continue
-		}
-		st[n.ID] = s
-		parts = append(parts, fmt.Sprintf("%s: %s leader=%q term=%d applied=%d", n.ID, s.State, s.Leader.ID, s.Term, s.AppliedIndex))
-		if s.Leader.ID == "" || (leaderID != "" && s.Leader.ID != leaderID) || (needHTTP && s.Leader.HTTPAddr == "") {
-			ok = false
-		}
-		if leaderID == "" {
-			leaderID = s.Leader.ID
-		}
+		byID[n.ID] = n
+		ids = append(ids, n.ID)
 	}
-	desc := strings.Join(parts, "; ")
-	ls, found := st[leaderID]
-	if !ok || !found || ls.State != "Leader" {
-		return nil, false, desc
-	}
-	return c.Node(leaderID), true, desc
+	id, ok, desc := cluster.AgreedLeader(ids, func(id string) (Status, error) { return c.Status(byID[id], false) }, needHTTP)
+	return byID[id], ok, desc
 }
 
 // Leader waits until the live nodes agree on a leader and know its HTTP
@@ -559,26 +377,19 @@ func (c *Cluster) Leader(t testing.TB) *Node {
 // a leader among them, and returns it.
 func (c *Cluster) LeaderAmong(t testing.TB, group []*Node) *Node {
 	t.Helper()
-	var leader *Node
-	var desc string
-	ok := poll(c.opts.WaitTimeout, func() bool {
-		g := group
-		if g == nil {
-			g = c.Live()
-		}
-		var ok bool
-		leader, ok, desc = c.agreedLeader(g, true)
-		return ok
-	})
-	if !ok {
-		t.Fatalf("chaos: no agreed leader within %v; last statuses: %s", c.opts.WaitTimeout, desc)
-	}
-	return leader
+	return c.waitLeader(t, group, func(*Node) bool { return true }, "agreed leader")
 }
 
 // WaitNewLeader waits until the given nodes (nil: the live ones) agree on
 // a leader other than old, and returns it.
 func (c *Cluster) WaitNewLeader(t testing.TB, old *Node, group []*Node) *Node {
+	t.Helper()
+	return c.waitLeader(t, group, func(l *Node) bool { return l != old }, "leader other than "+old.ID)
+}
+
+// waitLeader waits until group (nil: the live nodes) agrees on a leader
+// that accept takes, and returns it; what names it in the failure.
+func (c *Cluster) waitLeader(t testing.TB, group []*Node, accept func(*Node) bool, what string) *Node {
 	t.Helper()
 	var leader *Node
 	var desc string
@@ -589,10 +400,10 @@ func (c *Cluster) WaitNewLeader(t testing.TB, old *Node, group []*Node) *Node {
 		}
 		var ok bool
 		leader, ok, desc = c.agreedLeader(g, true)
-		return ok && leader != old
+		return ok && accept(leader)
 	})
 	if !ok {
-		t.Fatalf("chaos: no leader other than %s within %v; last statuses: %s", old.ID, c.opts.WaitTimeout, desc)
+		t.Fatalf("chaos: no %s within %v; last statuses: %s", what, c.opts.WaitTimeout, desc)
 	}
 	return leader
 }
@@ -642,15 +453,13 @@ func (c *Cluster) WaitHealthy(t testing.TB) *Node {
 
 // MemberList reads GET /v1/cluster/members from n.
 func (c *Cluster) MemberList(n *Node) ([]cluster.Member, error) {
-	r, err := c.do(n, http.MethodGet, "/v1/cluster/members", nil, 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	ms, err := c.http(n).Members(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", n.ID, err)
 	}
-	if r.Status != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/cluster/members from %s: %s", n.ID, r)
-	}
-	var m cluster.Members
-	return m.Members, r.JSON(&m)
+	return ms, nil
 }
 
 // WaitConverged waits until every live node reports the same applied
@@ -694,73 +503,23 @@ func (c *Cluster) WaitConverged(t testing.TB) map[string]Status {
 }
 
 // Kill sends SIGKILL to n and waits for the exit.
-func (c *Cluster) Kill(n *Node) error {
-	done, err := n.signal(syscall.SIGKILL)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("node %s: still running 10s after SIGKILL", n.ID)
-	}
-}
+func (c *Cluster) Kill(n *Node) error { return n.Kill(10 * time.Second) }
 
 // Stop sends SIGTERM to n and waits up to timeout for the exit; it
 // returns an error if the node had to be killed or exited with a status
 // other than 0.
-func (c *Cluster) Stop(n *Node, timeout time.Duration) error {
-	done, err := n.signal(syscall.SIGTERM)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		c.Kill(n)
-		return fmt.Errorf("node %s: did not exit within %v of SIGTERM; killed it", n.ID, timeout)
-	}
-	if err := n.ExitErr(); err != nil {
-		return fmt.Errorf("node %s: unclean exit after SIGTERM: %w", n.ID, err)
-	}
-	return nil
-}
+func (c *Cluster) Stop(n *Node, timeout time.Duration) error { return n.Process.Stop(timeout) }
 
 // Pause sends SIGSTOP to n.
 func (c *Cluster) Pause(n *Node) error {
-	_, err := n.signal(syscall.SIGSTOP)
+	_, err := n.Signal(syscall.SIGSTOP)
 	return err
 }
 
 // Resume sends SIGCONT to n.
 func (c *Cluster) Resume(n *Node) error {
-	_, err := n.signal(syscall.SIGCONT)
+	_, err := n.Signal(syscall.SIGCONT)
 	return err
-}
-
-func (n *Node) signal(sig syscall.Signal) (chan struct{}, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.runningLocked() {
-		return nil, fmt.Errorf("node %s: not running", n.ID)
-	}
-	if err := n.cmd.Process.Signal(sig); err != nil {
-		return nil, fmt.Errorf("node %s: %v: %w", n.ID, sig, err)
-	}
-	switch sig {
-	case syscall.SIGSTOP:
-		n.paused = true
-	case syscall.SIGCONT:
-		n.paused = false
-	case syscall.SIGKILL:
-	default:
-		if n.paused {
-			n.cmd.Process.Signal(syscall.SIGCONT)
-			n.paused = false
-		}
-	}
-	return n.done, nil
 }
 
 // Restart starts n again with its data directory and waits for /healthz.
@@ -826,7 +585,8 @@ func (c *Cluster) ReplaceNode(t testing.TB, old *Node, id string) *Node {
 		join = append(join, n.HTTPAddr())
 	}
 	n := &Node{
-		Slot: old.Slot, ID: id, Dir: old.Dir, DataDir: old.DataDir, LogPath: old.LogPath,
+		Process: &cluster.Process{ID: id, Bin: c.bin, Dir: old.Dir, LogPath: old.LogPath},
+		Slot:    old.Slot, DataDir: old.DataDir,
 		AdvertiseAddr: old.AdvertiseAddr, proxy: old.proxy, join: join, prepared: true,
 		httpAddr: old.HTTPAddr(), raftAddr: old.RaftAddr(),
 	}
@@ -867,18 +627,9 @@ func (c *Cluster) RemoveMember(t testing.TB, n *Node) {
 	n.mu.Unlock()
 }
 
-// Log returns the node's whole log.
+// Log returns the node's whole log ("" if it cannot be read).
 func (n *Node) Log() string {
-	b, _ := os.ReadFile(n.LogPath)
-	return string(b)
-}
-
-// LastStartLog returns the log written since the latest start.
-func (n *Node) LastStartLog() string {
-	s := n.Log()
-	if i := strings.LastIndex(s, "=== chaos: start #"); i >= 0 {
-		return s[i:]
-	}
+	s, _ := n.Process.Log()
 	return s
 }
 
@@ -890,14 +641,6 @@ func (n *Node) LogMatches(re *regexp.Regexp) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func tail(s string, lines int) string {
-	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
 }
 
 // AfterStop registers fn to run at cleanup once every process is gone
@@ -967,7 +710,7 @@ func (c *Cluster) cleanup() {
 	for _, n := range nodes {
 		copyFile(n.LogPath, filepath.Join(dir, n.ID+".log"))
 		c.t.Logf("----- log of %s (slot %d, http %s, raft %s via %s), last 40 lines -----\n%s",
-			n.ID, n.Slot, n.HTTPAddr(), n.RaftAddr(), n.AdvertiseAddr, tail(n.Log(), 40))
+			n.ID, n.Slot, n.HTTPAddr(), n.RaftAddr(), n.AdvertiseAddr, n.LogTail(40))
 	}
 	c.mu.Lock()
 	fns := slices.Clone(c.onFailure)

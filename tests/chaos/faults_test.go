@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairn-kv/cairn/tests/cluster"
 )
 
 // TestPause stops the leader with SIGSTOP for longer than the election
@@ -326,7 +328,7 @@ func TestDiskFull(t *testing.T) {
 	w.Phase("leader's disk full")
 	Hold(m.Phase)
 	if !l.Running() {
-		t.Errorf("%s exited when its disk filled up (%v); it should report errors and wait for space:\n%s", l.ID, l.ExitErr(), tail(l.LastStartLog(), 30))
+		t.Errorf("%s exited when its disk filled up (%v); it should report errors and wait for space:\n%s", l.ID, l.ExitErr(), cluster.Tail(l.LastStartLog(), 30))
 	}
 	must(t, os.Remove(ballast))
 	logf(t, w, "freed the ballast")
@@ -517,7 +519,7 @@ func corruption(t *testing.T, mustStart bool, damage func(t *testing.T, n *Node,
 	if err == nil {
 		// It refused to start.
 		if mustStart {
-			t.Errorf("%s did not start (%v):\n%s", f.ID, exitErr, tail(log, 20))
+			t.Errorf("%s did not start (%v):\n%s", f.ID, exitErr, cluster.Tail(log, 20))
 		}
 		if exitErr == nil {
 			t.Errorf("%s exited with status 0 on damaged data; want a non-zero status", f.ID)
@@ -530,12 +532,12 @@ func corruption(t *testing.T, mustStart bool, damage func(t *testing.T, n *Node,
 			}
 		}
 		if line == "" {
-			t.Errorf("%s exited (%v) without a clear message about the damage; log:\n%s", f.ID, exitErr, tail(log, 20))
+			t.Errorf("%s exited (%v) without a clear message about the damage; log:\n%s", f.ID, exitErr, cluster.Tail(log, 20))
 		} else {
 			t.Logf("%s refused to start (%v): %s", f.ID, exitErr, line)
 		}
 		if p, ok := firstMatch(log, regexp.MustCompile(`^(panic:|fatal error:|goroutine \d+ \[)`)); ok {
-			t.Errorf("%s crashed instead of refusing cleanly: %s\n%s", f.ID, p, tail(log, 40))
+			t.Errorf("%s crashed instead of refusing cleanly: %s\n%s", f.ID, p, cluster.Tail(log, 40))
 		}
 	} else {
 		// It runs: it must serve exactly the cluster's data.

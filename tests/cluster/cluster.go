@@ -111,7 +111,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		if err == nil {
 			break
 		}
-		if errors.Is(err, errAddrInUse) && attempt < 3 {
+		if errors.Is(err, ErrAddrInUse) && attempt < 3 {
 			t.Logf("cluster: %v; retrying with other ports", err)
 			c.discardAll()
 			continue
@@ -126,22 +126,20 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
-var errAddrInUse = errors.New("address already in use")
-
 var (
 	portMu    sync.Mutex
 	portsUsed = map[int]bool{}
 )
 
-// freePort finds a free TCP port on 127.0.0.1 by listening on :0 and
-// closing; a port is handed out once per test binary.
-func freePort() (int, error) {
+// FreePort finds a free TCP port on ip (such as "127.0.0.1") by listening
+// on port 0 and closing; a port is handed out once per test binary.
+func FreePort(ip string) (int, error) {
 	portMu.Lock()
 	defer portMu.Unlock()
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("listen on %s: %w", ip, err)
 		}
 		p := l.Addr().(*net.TCPAddr).Port
 		l.Close()
@@ -157,11 +155,11 @@ func freePort() (int, error) {
 // cluster-forming flags (--bootstrap, --join ..., --initial-cluster ...),
 // filled in by the caller through setMode.
 func (c *Cluster) newNode(id string) (*Node, error) {
-	hp, err := freePort()
+	hp, err := FreePort("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
-	rp, err := freePort()
+	rp, err := FreePort("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -173,13 +171,10 @@ func (c *Cluster) newNode(id string) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		ID:       id,
+		Process:  &Process{ID: id, Bin: c.bin, Dir: dir, LogPath: filepath.Join(dir, "cairn.log")},
 		HTTPAddr: "127.0.0.1:" + strconv.Itoa(hp),
 		RaftAddr: "127.0.0.1:" + strconv.Itoa(rp),
-		Dir:      dir,
 		DataDir:  filepath.Join(dir, "data"),
-		LogPath:  filepath.Join(dir, "cairn.log"),
-		bin:      c.bin,
 	}
 	n.http = &HTTP{Base: n.URL(), Client: c.client}
 	return n, nil
@@ -262,7 +257,7 @@ func (c *Cluster) discardAll() {
 	c.nodes = nil
 	c.mu.Unlock()
 	for _, n := range nodes {
-		n.kill(10 * time.Second)
+		n.Kill(10 * time.Second)
 		os.RemoveAll(n.Dir)
 	}
 }
@@ -275,64 +270,20 @@ func (c *Cluster) waitAllUp(nodes []*Node) error {
 	}
 	wg.Wait()
 	for _, err := range errs {
-		if errors.Is(err, errAddrInUse) {
+		if errors.Is(err, ErrAddrInUse) {
 			return err
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// waitUp polls /healthz until it answers 200, the process exits or the
-// start timeout passes.
-func (c *Cluster) waitUp(n *Node) error {
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	if done == nil {
-		return fmt.Errorf("node %s: %w", n.ID, errNotRunning)
-	}
-	deadline := time.Now().Add(c.cfg.startTimeout)
-	var last string
-	for {
-		select {
-		case <-done:
-			log := n.lastStartLog()
-			if strings.Contains(log, "address already in use") {
-				return fmt.Errorf("node %s: %w", n.ID, errAddrInUse)
-			}
-			return fmt.Errorf("node %s exited during start (%v); log:\n%s", n.ID, n.ExitErr(), tailOf(log, 30))
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := n.http.Do(ctx, http.MethodGet, "/healthz", nil, nil)
-		cancel()
-		if err == nil && r.Status == http.StatusOK {
-			return nil
-		}
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = r.String()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s: /healthz not 200 within %v (last: %s)", n.ID, c.cfg.startTimeout, last)
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
-func tailOf(s string, lines int) string {
-	ls := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
-}
+// waitUp waits until n answers /healthz; see Process.WaitUp.
+func (c *Cluster) waitUp(n *Node) error { return n.WaitUp(n.http, c.cfg.startTimeout) }
 
 // waitState polls the node's status until its state is state.
 func (c *Cluster) waitState(n *Node, state string) error {
 	var last string
-	err := poll(c.cfg.waitTimeout, func() bool {
+	ok := Poll(c.cfg.waitTimeout, pollInterval, func() bool {
 		s, err := c.status(n)
 		if err != nil {
 			last = err.Error()
@@ -341,24 +292,24 @@ func (c *Cluster) waitState(n *Node, state string) error {
 		last = fmt.Sprintf("%+v", s)
 		return s.State == state
 	})
-	if err != nil {
+	if !ok {
 		return fmt.Errorf("node %s: not %s within %v (last status: %s)", n.ID, state, c.cfg.waitTimeout, last)
 	}
 	return nil
 }
 
-// poll calls cond every pollInterval until it returns true or timeout
-// passes.
-func poll(timeout time.Duration, cond func() bool) error {
+// Poll calls cond every interval until it returns true, and reports
+// false if timeout passes first.
+func Poll(timeout, interval time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		if cond() {
-			return nil
+			return true
 		}
 		if time.Now().After(deadline) {
-			return errors.New("timeout")
+			return false
 		}
-		time.Sleep(pollInterval)
+		time.Sleep(interval)
 	}
 }
 
@@ -378,7 +329,7 @@ func (c *Cluster) cleanup() {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Go(func() {
-			if err := n.kill(10 * time.Second); err != nil && !errors.Is(err, errNotRunning) {
+			if err := n.Kill(10 * time.Second); err != nil && !errors.Is(err, errNotRunning) {
 				c.t.Errorf("cluster cleanup: %v", err)
 			}
 		})
@@ -417,7 +368,7 @@ func (c *Cluster) Node(id string) *Node {
 func (c *Cluster) Live() []*Node {
 	var live []*Node
 	for _, n := range c.Nodes() {
-		if n.live() {
+		if n.Live() {
 			live = append(live, n)
 		}
 	}
@@ -462,7 +413,7 @@ func (c *Cluster) Kill(id string) error {
 	if err != nil {
 		return err
 	}
-	return n.kill(10 * time.Second)
+	return n.Kill(10 * time.Second)
 }
 
 // Stop sends SIGTERM to node id and waits for it to exit. It is an error
@@ -473,7 +424,7 @@ func (c *Cluster) Stop(id string) error {
 	if err != nil {
 		return err
 	}
-	return n.stop(c.cfg.stopTimeout)
+	return n.Stop(c.cfg.stopTimeout)
 }
 
 // Pause sends SIGSTOP to node id: it keeps its sockets but answers
@@ -483,7 +434,7 @@ func (c *Cluster) Pause(id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = n.signal(syscall.SIGSTOP)
+	_, err = n.Signal(syscall.SIGSTOP)
 	return err
 }
 
@@ -493,7 +444,7 @@ func (c *Cluster) Resume(id string) error {
 	if err != nil {
 		return err
 	}
-	_, err = n.signal(syscall.SIGCONT)
+	_, err = n.Signal(syscall.SIGCONT)
 	return err
 }
 
@@ -522,24 +473,39 @@ func (c *Cluster) Restart(id string) error {
 // all answer, all name the same leader, and that leader is live and says
 // it is the leader.
 func (c *Cluster) currentLeader() (leader *Node, ok bool, desc string) {
-	live := c.Live()
-	if len(live) == 0 {
-		return nil, false, "no live node"
+	var ids []string
+	for _, n := range c.Live() {
+		ids = append(ids, n.ID)
+	}
+	id, ok, desc := AgreedLeader(ids, func(id string) (Status, error) { return c.status(c.Node(id)) }, false)
+	if !ok {
+		return nil, false, desc
+	}
+	return c.Node(id), true, desc
+}
+
+// AgreedLeader asks each of the nodes ids for its status and reports the
+// leader they name: ok is true when every one answers, all name the same
+// leader, and that leader is one of them and says it is the leader; with
+// needHTTP every one must also know the leader's HTTP address. desc
+// describes the answers, for a test's failure message.
+func AgreedLeader(ids []string, status func(id string) (Status, error), needHTTP bool) (leaderID string, ok bool, desc string) {
+	if len(ids) == 0 {
+		return "", false, "no live node"
 	}
 	var parts []string
-	leaderID := ""
 	agree := true
 	statuses := map[string]Status{}
-	for _, n := range live {
-		s, err := c.status(n)
+	for _, id := range ids {
+		s, err := status(id)
 		if err != nil {
-			parts = append(parts, fmt.Sprintf("%s: %v", n.ID, err))
+			parts = append(parts, fmt.Sprintf("%s: %v", id, err))
 			agree = false
 			continue
 		}
-		statuses[n.ID] = s
-		parts = append(parts, fmt.Sprintf("%s: state=%s leader=%q term=%d applied=%d", n.ID, s.State, s.Leader.ID, s.Term, s.AppliedIndex))
-		if s.Leader.ID == "" || (leaderID != "" && s.Leader.ID != leaderID) {
+		statuses[id] = s
+		parts = append(parts, fmt.Sprintf("%s: state=%s leader=%q term=%d applied=%d", id, s.State, s.Leader.ID, s.Term, s.AppliedIndex))
+		if s.Leader.ID == "" || (leaderID != "" && s.Leader.ID != leaderID) || (needHTTP && s.Leader.HTTPAddr == "") {
 			agree = false
 		}
 		if leaderID == "" {
@@ -547,26 +513,23 @@ func (c *Cluster) currentLeader() (leader *Node, ok bool, desc string) {
 		}
 	}
 	desc = strings.Join(parts, "; ")
-	if !agree {
-		return nil, false, desc
+	ls, found := statuses[leaderID]
+	if !agree || !found || ls.State != "Leader" || ls.ID != leaderID {
+		return "", false, desc
 	}
-	ls, ok := statuses[leaderID]
-	if !ok || ls.State != "Leader" || ls.ID != leaderID {
-		return nil, false, desc
-	}
-	return c.Node(leaderID), true, desc
+	return leaderID, true, desc
 }
 
 func (c *Cluster) waitLeader(t testing.TB, accept func(*Node) bool, what string) *Node {
 	t.Helper()
 	var leader *Node
 	var desc string
-	err := poll(c.cfg.waitTimeout, func() bool {
+	ok := Poll(c.cfg.waitTimeout, pollInterval, func() bool {
 		var ok bool
 		leader, ok, desc = c.currentLeader()
 		return ok && accept(leader)
 	})
-	if err != nil {
+	if !ok {
 		t.Fatalf("cluster: no %s within %v; last statuses: %s", what, c.cfg.waitTimeout, desc)
 	}
 	return leader
@@ -640,9 +603,9 @@ func (c *Cluster) AddNode(t testing.TB, extraFlags ...string) *Node {
 		if err == nil {
 			break
 		}
-		if errors.Is(err, errAddrInUse) && attempt < 3 {
+		if errors.Is(err, ErrAddrInUse) && attempt < 3 {
 			t.Logf("cluster: %v; retrying with other ports", err)
-			n.kill(10 * time.Second)
+			n.Kill(10 * time.Second)
 			c.mu.Lock()
 			c.nodes = slices.DeleteFunc(c.nodes, func(x *Node) bool { return x == n })
 			c.mu.Unlock()
@@ -660,7 +623,7 @@ func (c *Cluster) AddNode(t testing.TB, extraFlags ...string) *Node {
 func (c *Cluster) waitMembers(t testing.TB, ids ...string) {
 	t.Helper()
 	var desc string
-	err := poll(c.cfg.waitTimeout, func() bool {
+	ok := Poll(c.cfg.waitTimeout, pollInterval, func() bool {
 		leader, ok, d := c.currentLeader()
 		if !ok {
 			desc = d
@@ -695,7 +658,7 @@ func (c *Cluster) waitMembers(t testing.TB, ids ...string) {
 		}
 		return true
 	})
-	if err != nil {
+	if !ok {
 		t.Fatalf("cluster: members %v not all registered within %v; last: %s", ids, c.cfg.waitTimeout, desc)
 	}
 }
@@ -721,7 +684,7 @@ func (c *Cluster) WaitConverged(t testing.TB) uint64 {
 	t.Helper()
 	var desc string
 	var applied uint64
-	err := poll(c.cfg.waitTimeout, func() bool {
+	ok := Poll(c.cfg.waitTimeout, pollInterval, func() bool {
 		var parts []string
 		same := true
 		first := true
@@ -743,7 +706,7 @@ func (c *Cluster) WaitConverged(t testing.TB) uint64 {
 		desc = strings.Join(parts, "; ")
 		return same && !first
 	})
-	if err != nil {
+	if !ok {
 		t.Fatalf("cluster: nodes not converged within %v: %s", c.cfg.waitTimeout, desc)
 	}
 	return applied
@@ -759,7 +722,7 @@ func (c *Cluster) WaitApplied(t testing.TB, id string, index uint64) Status {
 	}
 	var s Status
 	var last string
-	err = poll(c.cfg.waitTimeout, func() bool {
+	ok := Poll(c.cfg.waitTimeout, pollInterval, func() bool {
 		var err error
 		s, err = c.status(n)
 		if err != nil {
@@ -769,7 +732,7 @@ func (c *Cluster) WaitApplied(t testing.TB, id string, index uint64) Status {
 		last = fmt.Sprintf("applied=%d", s.AppliedIndex)
 		return s.AppliedIndex >= index
 	})
-	if err != nil {
+	if !ok {
 		t.Fatalf("cluster: %s did not apply index %d within %v (last: %s)", id, index, c.cfg.waitTimeout, last)
 	}
 	return s

@@ -23,4 +23,10 @@
 // on the test goroutine; process control methods (Kill, Stop, Pause,
 // Resume, Restart) return errors instead and are safe to call from any
 // goroutine, for example from a chaos nemesis.
+//
+// Suites that set their nodes up their own way (tests/chaos puts a proxy
+// in front of every node's Raft port) build on the same pieces: Process
+// runs, signals and waits for one server process and reads its log,
+// FreePort hands out ports, Poll waits, and AgreedLeader decides from the
+// nodes' statuses whether they agree on a leader.
 package cluster

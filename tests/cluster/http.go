@@ -31,7 +31,8 @@ type ErrorBody struct {
 	ModRevision *int64 `json:"mod_revision,omitempty"`
 }
 
-// Status is the answer of GET /v1/status.
+// Status is the answer of GET /v1/status; Hash and HashIndex are set
+// only with ?hash=true.
 type Status struct {
 	ID     string `json:"id"`
 	State  string `json:"state"`
@@ -42,7 +43,10 @@ type Status struct {
 	Term         uint64 `json:"term"`
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
+	LastLogIndex uint64 `json:"last_log_index"`
 	Revision     int64  `json:"revision"`
+	Hash         string `json:"hash"`
+	HashIndex    uint64 `json:"hash_index"`
 }
 
 // Member is one entry of GET /v1/cluster/members.
@@ -198,28 +202,29 @@ func (h *HTTP) Delete(key string, query ...string) (*Response, error) {
 	return h.Do(context.Background(), http.MethodDelete, withQuery(KeyPath(key), query), nil, nil)
 }
 
+// GetJSON reads GET path (with its own escapes and query) and decodes
+// the body of a 200 answer into v; another status is an error.
+func (h *HTTP) GetJSON(ctx context.Context, path string, v any) error {
+	r, err := h.Do(ctx, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return err
+	}
+	if r.Status != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, r)
+	}
+	return r.JSON(v)
+}
+
 // Status reads GET /v1/status.
 func (h *HTTP) Status(ctx context.Context) (Status, error) {
 	var s Status
-	r, err := h.Do(ctx, http.MethodGet, "/v1/status", nil, nil)
-	if err != nil {
-		return s, err
-	}
-	if r.Status != http.StatusOK {
-		return s, fmt.Errorf("GET /v1/status: %s", r)
-	}
-	return s, r.JSON(&s)
+	err := h.GetJSON(ctx, "/v1/status", &s)
+	return s, err
 }
 
 // Members reads GET /v1/cluster/members.
 func (h *HTTP) Members(ctx context.Context) ([]Member, error) {
 	var m Members
-	r, err := h.Do(ctx, http.MethodGet, "/v1/cluster/members", nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	if r.Status != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/cluster/members: %s", r)
-	}
-	return m.Members, r.JSON(&m)
+	err := h.GetJSON(ctx, "/v1/cluster/members", &m)
+	return m.Members, err
 }
