@@ -299,35 +299,17 @@ func (c *Cluster) Node(id string) *Node {
 
 // Members returns the nodes that were not removed, running or not.
 func (c *Cluster) Members() []*Node {
-	var out []*Node
-	for _, n := range c.Nodes() {
-		if !n.Removed() {
-			out = append(out, n)
-		}
-	}
-	return out
+	return slices.DeleteFunc(c.Nodes(), (*Node).Removed)
 }
 
 // Live returns the members whose process runs and is not paused.
 func (c *Cluster) Live() []*Node {
-	var out []*Node
-	for _, n := range c.Nodes() {
-		if n.Live() {
-			out = append(out, n)
-		}
-	}
-	return out
+	return slices.DeleteFunc(c.Nodes(), func(n *Node) bool { return !n.Live() })
 }
 
 // Others returns the live nodes other than the given ones.
 func (c *Cluster) Others(not ...*Node) []*Node {
-	var out []*Node
-	for _, n := range c.Live() {
-		if !slices.Contains(not, n) {
-			out = append(out, n)
-		}
-	}
-	return out
+	return slices.DeleteFunc(c.Live(), func(n *Node) bool { return slices.Contains(not, n) })
 }
 
 // Status is the answer of GET /v1/status (with the store hash when asked
@@ -684,17 +666,9 @@ func (c *Cluster) cleanup() {
 	c.closed = true
 	nodes := slices.Clone(c.nodes)
 	c.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		if n.Running() {
-			wg.Go(func() {
-				if err := c.Kill(n); err != nil {
-					c.t.Errorf("chaos cleanup: %v", err)
-				}
-			})
-		}
+	if err := cluster.KillAll(nodes); err != nil {
+		c.t.Errorf("chaos cleanup: %v", err)
 	}
-	wg.Wait()
 	c.Net.Close()
 	c.hc.CloseIdleConnections()
 	c.mu.Lock()

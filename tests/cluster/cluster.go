@@ -326,15 +326,9 @@ func (c *Cluster) cleanup() {
 	c.closed = true
 	nodes := slices.Clone(c.nodes)
 	c.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Go(func() {
-			if err := n.Kill(10 * time.Second); err != nil && !errors.Is(err, errNotRunning) {
-				c.t.Errorf("cluster cleanup: %v", err)
-			}
-		})
+	if err := KillAll(nodes); err != nil {
+		c.t.Errorf("cluster cleanup: %v", err)
 	}
-	wg.Wait()
 	c.client.CloseIdleConnections()
 	if c.t.Failed() || os.Getenv(EnvLogs) != "" {
 		for _, n := range nodes {
@@ -366,13 +360,7 @@ func (c *Cluster) Node(id string) *Node {
 
 // Live returns the nodes whose process runs and is not paused.
 func (c *Cluster) Live() []*Node {
-	var live []*Node
-	for _, n := range c.Nodes() {
-		if n.Live() {
-			live = append(live, n)
-		}
-	}
-	return live
+	return slices.DeleteFunc(c.Nodes(), func(n *Node) bool { return !n.Live() })
 }
 
 // URL returns http://host:port of node id, or "" if there is no such node.
@@ -553,13 +541,7 @@ func (c *Cluster) WaitForNewLeader(t testing.TB, old string) *Node {
 func (c *Cluster) Followers(t testing.TB) []*Node {
 	t.Helper()
 	leader := c.Leader(t)
-	var fs []*Node
-	for _, n := range c.Live() {
-		if n != leader {
-			fs = append(fs, n)
-		}
-	}
-	return fs
+	return slices.DeleteFunc(c.Live(), func(n *Node) bool { return n == leader })
 }
 
 // AddNode starts a new node that joins the cluster through every live

@@ -27,6 +27,7 @@
 // Suites that set their nodes up their own way (tests/chaos puts a proxy
 // in front of every node's Raft port) build on the same pieces: Process
 // runs, signals and waits for one server process and reads its log,
-// FreePort hands out ports, Poll waits, and AgreedLeader decides from the
-// nodes' statuses whether they agree on a leader.
+// KillAll kills many at once, FreePort hands out ports, Poll waits, and
+// AgreedLeader decides from the nodes' statuses whether they agree on a
+// leader.
 package cluster

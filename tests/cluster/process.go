@@ -204,6 +204,23 @@ func (p *Process) Kill(timeout time.Duration) error {
 	}
 }
 
+// KillAll kills every running one of procs (Processes, or the nodes that
+// embed one) at once, as Kill does, and returns the errors of those that
+// did not exit.
+func KillAll[P interface{ Kill(time.Duration) error }](procs []P) error {
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Go(func() {
+			if err := p.Kill(10 * time.Second); err != nil && !errors.Is(err, errNotRunning) {
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // Stop sends SIGTERM and waits up to timeout for the exit; then it kills
 // the process and reports an error. An exit other than status 0 is an
 // error too: SIGTERM must shut a node down cleanly.
