@@ -27,8 +27,6 @@ var (
 	// may have lost writes the Raft log still holds, so it must be rebuilt
 	// from the log and snapshots rather than trusted.
 	ErrUnclean = errors.New("store was open without fsync when the machine restarted")
-	// ErrTxnFailed marks a transaction whose compares did not all hold.
-	ErrTxnFailed = errors.New("transaction compares failed")
 )
 
 // ConflictError reports a failed compare-and-swap. It matches ErrConflict
