@@ -110,7 +110,7 @@ type Node struct {
 
 // Cluster is a set of Nodes in one process.
 type Cluster struct {
-	// Nodes are every node ever added, running or not, in the order they
+	// Nodes holds every node ever added, running or not, in the order they
 	// were added.
 	Nodes []*Node
 	// Log is the logger the nodes log to (with a "node" attribute).
