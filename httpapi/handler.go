@@ -99,13 +99,24 @@ type Handler struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+	// drained is cancelled a moment after Close, ending requests still
+	// waiting (for a leader, say) so that shutdown stays prompt.
+	drained     context.Context
+	stopDrained context.CancelFunc
 }
 
-// Close ends open watch streams (each gets a final error line telling the
-// client to resume elsewhere), so that a server shutdown need not wait for
-// them. Other requests are unaffected.
+// closeGrace is how long requests in flight at Close may still run.
+const closeGrace = 2 * time.Second
+
+// Close ends open watch streams at once (each gets a final error line
+// telling the client to resume elsewhere) and requests still running
+// after a short grace period, so that a server shutdown need not wait
+// for them.
 func (h *Handler) Close() {
-	h.closeOnce.Do(func() { close(h.closing) })
+	h.closeOnce.Do(func() {
+		close(h.closing)
+		time.AfterFunc(closeGrace, h.stopDrained)
+	})
 }
 
 // New returns the API handler for node and its store.
@@ -130,6 +141,7 @@ func New(cfg Config, node Node, st Store) (*Handler, error) {
 		cfg.Logger = slog.Default()
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient, closing: make(chan struct{})}
+	h.drained, h.stopDrained = context.WithCancel(context.Background())
 	h.ri.h = h
 	return h, nil
 }
@@ -254,6 +266,7 @@ func (h *Handler) withTimeout(fn keyHandler) keyHandler {
 	return func(w http.ResponseWriter, r *http.Request, key string) {
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 		defer cancel()
+		defer context.AfterFunc(h.drained, cancel)()
 		fn(w, r.WithContext(ctx), key)
 	}
 }
