@@ -298,34 +298,7 @@ func (a *applier) idemLookup(key string) *Result {
 	}
 	d := decoder{buf: v}
 	d.varint() // recorded at
-	r := &Result{Revision: d.varint(), Succeeded: d.flag(), Deleted: d.varint()}
-	if ck := d.str(); d.flag() {
-		r.Conflict = &ConflictError{Key: ck, ModRevision: d.varint()}
-	}
-	if n := d.count(); n > 0 {
-		r.Ops = make([]OpResult, n)
-		for i := range r.Ops {
-			op := &r.Ops[i]
-			op.Type = OpType(d.byte())
-			op.Deleted = d.varint()
-			if d.flag() {
-				op.KVs = []KV{}
-			}
-			kvs := d.uvarint()
-			for j := uint64(0); j < kvs && d.err == nil; j++ {
-				kv := KV{Key: d.str(), Value: bytes.Clone(d.bytes())}
-				kv.CreateRevision, kv.ModRevision, kv.Version, kv.ExpiresAt = d.varint(), d.varint(), d.varint(), d.varint()
-				if kv.Value == nil {
-					kv.Value = []byte{}
-				}
-				op.KVs = append(op.KVs, kv)
-			}
-		}
-	}
-	if d.err != nil {
-		return nil
-	}
-	return r
+	return decodeResult(&d)
 }
 
 // maxIdemResult caps the bytes of get results kept with an idempotency
@@ -338,42 +311,7 @@ const maxIdemResult = 64 << 10
 func (a *applier) idemStore(cmd *Command, r *Result) error {
 	e := encoder{}
 	e.varint(cmd.Now)
-	e.varint(r.Revision)
-	e.flag(r.Succeeded)
-	e.varint(r.Deleted)
-	if r.Conflict != nil {
-		e.str(r.Conflict.Key)
-		e.flag(true)
-		e.varint(r.Conflict.ModRevision)
-	} else {
-		e.str("")
-		e.flag(false)
-	}
-	size := 0
-	for _, op := range r.Ops {
-		for _, kv := range op.KVs {
-			size += len(kv.Key) + len(kv.Value)
-		}
-	}
-	e.uvarint(uint64(len(r.Ops)))
-	for _, op := range r.Ops {
-		e.byte(byte(op.Type))
-		e.varint(op.Deleted)
-		e.flag(op.KVs != nil)
-		if size > maxIdemResult {
-			e.uvarint(0)
-			continue
-		}
-		e.uvarint(uint64(len(op.KVs)))
-		for _, kv := range op.KVs {
-			e.str(kv.Key)
-			e.bytes(kv.Value)
-			e.varint(kv.CreateRevision)
-			e.varint(kv.ModRevision)
-			e.varint(kv.Version)
-			e.varint(kv.ExpiresAt)
-		}
-	}
+	appendResult(&e, r, maxIdemResult)
 	idem, age, meta := a.tx.Bucket(bucketIdem), a.tx.Bucket(bucketIdemAge), a.tx.Bucket(bucketMeta)
 	if err := idem.Put([]byte(cmd.IdempotencyKey), e.buf); err != nil {
 		return err
