@@ -17,6 +17,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/cairn-kv/cairn/raftnode/batch"
 	"github.com/cairn-kv/cairn/store"
 )
 
@@ -41,7 +42,7 @@ type Node struct {
 	readyMu   sync.Mutex
 
 	verify   verifier
-	commit   groupCommit
+	commit   *batch.Batcher[[]byte, proposalResult]
 	notifyCh <-chan bool
 
 	caughtUp   atomic.Bool
@@ -64,7 +65,7 @@ func New(cfg Config, st *store.Store) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raftnode"), store: st, readyCh: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.verify.n = n
-	n.commit = groupCommit{n: n, max: cfg.MaxInflightProposals, maxBytes: 1 << 20}
+	n.commit = newGroupCommit(n, cfg.MaxInflightProposals)
 	if err := n.open(); err != nil {
 		n.cancel()
 		n.closeStores()
@@ -243,7 +244,7 @@ func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= 0 {
 		return nil, ErrTimeout
 	}
-	res, err := n.commit.submit(ctx, cmd.Encode())
+	res, err := n.submit(ctx, cmd.Encode())
 	if err != nil {
 		return nil, err
 	}
