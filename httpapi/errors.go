@@ -105,15 +105,21 @@ func (h *Handler) writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, body)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// jsonBytes is v as one line of JSON.
+func jsonBytes(v any) ([]byte, error) {
 	b, err := json.Marshal(v)
+	return append(b, '\n'), err
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := jsonBytes(v)
 	if err != nil {
 		slog.Error("encode response", "err", err)
 		status, b = http.StatusInternalServerError, []byte(`{"error":"cannot encode response","code":"internal"}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 func badArg(format string) error {

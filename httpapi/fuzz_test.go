@@ -75,6 +75,8 @@ func FuzzHandler(f *testing.F) {
 		{"DELETE", "/v1/cluster/members/", "", ""},
 		{"GET", "/v1/internal/read-index", "", ""},
 		{"POST", "/v1/internal/read-index", "", ""},
+		{"POST", "/v1/internal/apply", "", "\x01\x05\x01\x01\x00\x00\x00"},
+		{"POST", "/v1/internal/apply", "", "garbage"},
 		{"GET", "/healthz", "", ""},
 		{"GET", "/readyz", "", ""},
 		{"GET", "/metrics", "", ""},

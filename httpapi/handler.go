@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairn-kv/cairn/raftnode"
+	"github.com/cairn-kv/cairn/raftnode/batch"
 	"github.com/cairn-kv/cairn/store"
 )
 
@@ -96,6 +97,7 @@ type Handler struct {
 	store Store
 	fwd   *http.Client
 	ri    readIndexClient
+	fwdw  *batch.Batcher[[]byte, forwarded]
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -142,6 +144,13 @@ func New(cfg Config, node Node, st Store) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient, closing: make(chan struct{})}
 	h.drained, h.stopDrained = context.WithCancel(context.Background())
+	h.fwdw = batch.New(batch.Config[[]byte, forwarded]{
+		MaxInflight: forwardInflight,
+		MaxItems:    store.MaxBatch,
+		MaxSize:     1 << 20,
+		Size:        func(b []byte) int { return len(b) },
+		Run:         h.sendWrites,
+	})
 	h.ri.h = h
 	return h, nil
 }
@@ -228,6 +237,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.withTimeout(h.removeMember)(w, r, path[len("/v1/cluster/members/"):])
+	case path == applyPath:
+		if r.Method != http.MethodPost {
+			h.methodNotAllowed(w, "POST")
+			return
+		}
+		h.withTimeout(h.internalApply)(w, r, "")
 	case path == readIndexPath:
 		if r.Method != http.MethodGet {
 			h.methodNotAllowed(w, "GET")
@@ -551,20 +566,29 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, body []byte, mk 
 	writeJSON(w, http.StatusOK, answer(res))
 }
 
-// applyOrForward applies a write here if this node leads, or forwards the
-// request to the leader (returning nil, nil). A leader that is handing
-// leadership over refuses new writes for a moment: the write waits (up to
-// LeaderWait) for the new leader instead of failing.
+// applyOrForward applies a write here if this node leads, or sends it to
+// the leader (forwardWrite). It returns the result to answer, or an error
+// to write, or (nil, nil) when the request was already answered.
 func (h *Handler) applyOrForward(w http.ResponseWriter, r *http.Request, body []byte, mk func() *store.Command) (*store.Result, error) {
-	ctx := r.Context()
+	if !h.node.IsLeader() {
+		return h.forwardWrite(w, r, body, mk)
+	}
+	res, err := h.applyHere(r.Context(), mk)
+	if errors.Is(err, raftnode.ErrNotLeader) {
+		return h.forwardWrite(w, r, body, mk)
+	}
+	return res, err
+}
+
+// applyHere applies a write on this node, the leader. A leader that is
+// handing leadership over refuses new writes for a moment: the write waits
+// (up to LeaderWait) until this node either takes it or is no longer the
+// leader (ErrNotLeader).
+func (h *Handler) applyHere(ctx context.Context, mk func() *store.Command) (*store.Result, error) {
 	deadline := time.Now().Add(h.cfg.LeaderWait)
 	for {
-		if !h.node.IsLeader() {
-			h.forward(w, r, body)
-			return nil, nil
-		}
 		res, err := h.node.Apply(ctx, mk())
-		if !errors.Is(err, raftnode.ErrNotLeader) || time.Now().After(deadline) {
+		if !errors.Is(err, raftnode.ErrNotLeader) || !h.node.IsLeader() || time.Now().After(deadline) {
 			return res, err
 		}
 		select {
