@@ -94,7 +94,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
-	n.logs, err = raft.NewLogCache(256, n.logStore)
+	n.logs, err = raft.NewLogCache(64, n.logStore)
 	if err != nil {
 		return err
 	}
