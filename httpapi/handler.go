@@ -42,6 +42,7 @@ type Store interface {
 	WaitRevision(ctx context.Context, rev int64) error
 	Watch(key string, prefix bool, from int64) (*store.Watcher, error)
 	Hash() (sum uint64, appliedIndex uint64, err error)
+	Snapshot() (*store.Snapshot, error)
 }
 
 // Config configures a Handler.
@@ -216,6 +217,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.withTimeout(h.txn)(w, r, "")
+	case path == "/v1/snapshot":
+		if r.Method != http.MethodGet {
+			h.methodNotAllowed(w, "GET")
+			return
+		}
+		h.snapshot(w, r)
 	case path == "/v1/status":
 		if r.Method != http.MethodGet {
 			h.methodNotAllowed(w, "GET")

@@ -704,6 +704,11 @@ func (sn *Snapshot) AppliedIndex() uint64 {
 	return getU64(sn.tx.Bucket(bucketMeta).Get(metaApplied))
 }
 
+// Revision is the store revision the snapshot reflects.
+func (sn *Snapshot) Revision() int64 {
+	return int64(getU64(sn.tx.Bucket(bucketMeta).Get(metaRevision)))
+}
+
 // Release ends the snapshot's read transaction.
 func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
 
