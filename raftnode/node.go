@@ -45,6 +45,8 @@ type Node struct {
 	commit   *batch.Batcher[[]byte, proposalResult]
 	notifyCh <-chan bool
 
+	removed chan struct{} // closed when Raft stops because this node was removed
+
 	caughtUp   atomic.Bool
 	catchUpIdx atomic.Uint64
 
@@ -62,7 +64,7 @@ func New(cfg Config, st *store.Store) (*Node, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raftnode"), store: st, readyCh: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "raftnode"), store: st, readyCh: make(chan struct{}), removed: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.verify.n = n
 	n.commit = newGroupCommit(n, cfg.MaxInflightProposals)
@@ -71,9 +73,10 @@ func New(cfg Config, st *store.Store) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.register()
+	go n.watchRemoval()
 	return n, nil
 }
 
@@ -178,6 +181,46 @@ func (n *Node) open() error {
 		}
 	}
 	return nil
+}
+
+// Removed is closed when Raft has stopped on its own because this node was
+// removed from the cluster; the node can then serve nothing and should
+// stop.
+func (n *Node) Removed() <-chan struct{} { return n.removed }
+
+// watchRemoval notices this node's removal: a removed leader's Raft shuts
+// itself down (hashicorp/raft's ShutdownOnRemove); a removed follower
+// keeps running but finds itself missing from the configuration it was
+// once part of.
+func (n *Node) watchRemoval() {
+	defer n.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	wasMember := false
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.closed.Load() {
+			return
+		}
+		removed := n.raft.State() == raft.Shutdown
+		if f := n.raft.GetConfiguration(); !removed && f.Error() == nil {
+			in := false
+			for _, s := range f.Configuration().Servers {
+				in = in || string(s.ID) == n.cfg.ID
+			}
+			removed = wasMember && !in
+			wasMember = wasMember || in
+		}
+		if removed {
+			n.log.Warn("this node was removed from the cluster")
+			close(n.removed)
+			return
+		}
+	}
 }
 
 // checkSnapshot reads snapshot id through the snapshot store, which

@@ -233,6 +233,8 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		log.Info("shutting down")
 	case err := <-serveErr:
 		log.Error("http server failed", "err", err)
+	case <-node.Removed():
+		log.Warn("stopping: this node was removed from the cluster; wipe its data dir before it joins again")
 	case <-st.Failed():
 		// The state machine cannot go on (its file is corrupt); Raft's
 		// apply loop is stuck on purpose, so a clean shutdown would hang.
