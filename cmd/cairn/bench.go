@@ -31,21 +31,11 @@ const (
 
 // benchOptions are the flags of `cairn bench`; they map onto load.Config.
 type benchOptions struct {
-	endpoints   []string
-	workload    string
-	concurrency int
-	duration    time.Duration
-	count       int64
-	valueSize   int
-	keys        int
-	readRatio   float64
-	prefill     bool
-	output      string
-	progress    bool
-	driver      string
-	timeout     time.Duration
-	seed        uint64
-	durationSet bool // --duration was given, so it bounds a --count run too
+	endpoints []string
+	load.Flags
+	output   string
+	progress bool
+	driver   string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -78,26 +68,26 @@ flags and JSON output.`,
   cairn bench --workload mixed --read-ratio 0.9 --count 100000 --value-size 1024`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.durationSet = cmd.Flags().Changed("duration")
+			o.DurationSet = cmd.Flags().Changed("duration")
 			return runBench(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.endpoints, "endpoints", client.DefaultConfig().Endpoints,
 		"HTTP addresses of cluster members, comma-separated; workers are spread over them round-robin (env CAIRN_ENDPOINTS)")
-	f.StringVar(&o.workload, "workload", string(load.WorkloadPut), "put, get (linearizable), stale or mixed")
-	f.IntVarP(&o.concurrency, "concurrency", "c", d.Concurrency, "number of workers, each with one request in flight")
-	f.DurationVar(&o.duration, "duration", d.Duration, "how long the measured run lasts; with --count and no --duration, the count alone bounds the run")
-	f.Int64Var(&o.count, "count", 0, "stop after this many operations (0: no count limit)")
-	f.IntVar(&o.valueSize, "value-size", d.ValueSize, "size of each written value in bytes")
-	f.IntVar(&o.keys, "keys", d.Keys, "number of distinct keys (bench/000000...)")
-	f.Float64Var(&o.readRatio, "read-ratio", d.ReadRatio, "fraction of reads in the mixed workload")
-	f.BoolVar(&o.prefill, "prefill", false, "write every key once before the run (unmeasured)")
+	f.StringVar(&o.Workload, "workload", string(load.WorkloadPut), "put, get (linearizable), stale or mixed")
+	f.IntVarP(&o.Concurrency, "concurrency", "c", d.Concurrency, "number of workers, each with one request in flight")
+	f.DurationVar(&o.Duration, "duration", d.Duration, "how long the measured run lasts; with --count and no --duration, the count alone bounds the run")
+	f.Int64Var(&o.Count, "count", 0, "stop after this many operations (0: no count limit)")
+	f.IntVar(&o.ValueSize, "value-size", d.ValueSize, "size of each written value in bytes")
+	f.IntVar(&o.Keys, "keys", d.Keys, "number of distinct keys (bench/000000...)")
+	f.Float64Var(&o.ReadRatio, "read-ratio", d.ReadRatio, "fraction of reads in the mixed workload")
+	f.BoolVar(&o.Prefill, "prefill", false, "write every key once before the run (unmeasured)")
 	f.StringVarP(&o.output, "output", "o", outputTable, "output format: table (for people) or json (for scripts)")
 	f.BoolVar(&o.progress, "progress", false, "draw the progress bar even when standard error is not a terminal")
 	f.StringVar(&o.driver, "driver", driverHTTP, "http (lean HTTP requests) or client (the Go client package)")
-	f.DurationVar(&o.timeout, "timeout", d.Timeout, "time limit of each operation")
-	f.Uint64Var(&o.seed, "seed", 0, "seed of the key choice and values (0: a fixed default)")
+	f.DurationVar(&o.Timeout, "timeout", d.Timeout, "time limit of each operation")
+	f.Uint64Var(&o.Seed, "seed", 0, "seed of the key choice and values (0: a fixed default)")
 	_ = cmd.RegisterFlagCompletionFunc("workload", cobra.FixedCompletions(
 		[]cobra.Completion{"put", "get", "stale", "mixed"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
@@ -108,10 +98,6 @@ flags and JSON output.`,
 // config returns the load configuration the flags describe, without the
 // operation.
 func (o *benchOptions) config() (load.Config, error) {
-	w, err := load.ParseWorkload(o.workload)
-	if err != nil {
-		return load.Config{}, fmt.Errorf("--workload: %w", err)
-	}
 	switch {
 	case o.output != outputTable && o.output != outputJSON:
 		return load.Config{}, fmt.Errorf("--output must be %s or %s, not %q", outputTable, outputJSON, o.output)
@@ -119,35 +105,8 @@ func (o *benchOptions) config() (load.Config, error) {
 		return load.Config{}, fmt.Errorf("--driver must be %s or %s, not %q", driverHTTP, driverClient, o.driver)
 	case len(o.endpoints) == 0:
 		return load.Config{}, errors.New("--endpoints: at least one is required")
-	case o.concurrency < 1:
-		return load.Config{}, fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
-	case o.keys < 1:
-		return load.Config{}, fmt.Errorf("--keys must be at least 1, got %d", o.keys)
-	case o.valueSize < 1:
-		return load.Config{}, fmt.Errorf("--value-size must be at least 1, got %d", o.valueSize)
-	case o.duration <= 0 && o.count <= 0:
-		return load.Config{}, errors.New("give a positive --duration or --count")
-	case o.timeout <= 0:
-		return load.Config{}, fmt.Errorf("--timeout must be positive, got %v", o.timeout)
-	case o.readRatio <= 0 || o.readRatio > 1:
-		return load.Config{}, fmt.Errorf("--read-ratio must be above 0 and at most 1, got %v", o.readRatio)
 	}
-	cfg := load.Config{
-		Workload:    w,
-		Concurrency: o.concurrency,
-		Duration:    max(o.duration, 0),
-		Count:       o.count,
-		ValueSize:   o.valueSize,
-		Keys:        o.keys,
-		ReadRatio:   o.readRatio,
-		Prefill:     o.prefill,
-		Timeout:     o.timeout,
-		Seed:        o.seed,
-	}
-	if o.count > 0 && !o.durationSet {
-		cfg.Duration = 0
-	}
-	return cfg, nil // load.Run checks the rest
+	return o.Flags.Config()
 }
 
 func runBench(ctx context.Context, stdout, stderr io.Writer, o *benchOptions) error {
@@ -167,7 +126,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o *benchOptions) er
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	hc := newBenchHTTPClient(o.concurrency, len(eps))
+	hc := newBenchHTTPClient(o.Concurrency, len(eps))
 	defer hc.Transport.(*http.Transport).CloseIdleConnections()
 	if err := checkReady(ctx, hc, eps); err != nil {
 		return err
@@ -176,7 +135,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o *benchOptions) er
 	case driverHTTP:
 		cfg.OpFor = httpOps(hc, eps)
 	case driverClient:
-		if cfg.OpFor, err = clientOps(hc, eps, o.timeout); err != nil {
+		if cfg.OpFor, err = clientOps(hc, eps, o.Timeout); err != nil {
 			return err
 		}
 	}

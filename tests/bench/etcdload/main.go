@@ -36,21 +36,11 @@ import (
 
 // options are etcdload's flags, the same as cairn bench's plus --conns.
 type options struct {
-	endpoints   []string
-	workload    string
-	concurrency int
-	duration    time.Duration
-	count       int64
-	valueSize   int
-	keys        int
-	readRatio   float64
-	prefill     bool
-	output      string
-	progress    bool
-	timeout     time.Duration
-	seed        uint64
-	conns       int
-	durationSet bool
+	endpoints []string
+	load.Flags
+	output   string
+	progress bool
+	conns    int
 }
 
 // endpointsFlag is a comma-separated, repeatable list of endpoints.
@@ -94,20 +84,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("etcdload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&endpointsFlag{p: &o.endpoints}, "endpoints", "etcd client addresses, comma-separated; workers are spread over them round-robin (env ETCDCTL_ENDPOINTS)")
-	fs.StringVar(&o.workload, "workload", string(load.WorkloadPut), "put, get (linearizable), stale (serializable) or mixed")
-	fs.IntVar(&o.concurrency, "concurrency", d.Concurrency, "number of workers, each with one request in flight")
-	fs.IntVar(&o.concurrency, "c", d.Concurrency, "shorthand for --concurrency")
-	fs.DurationVar(&o.duration, "duration", d.Duration, "how long the measured run lasts; with --count and no --duration, the count alone bounds the run")
-	fs.Int64Var(&o.count, "count", 0, "stop after this many operations (0: no count limit)")
-	fs.IntVar(&o.valueSize, "value-size", d.ValueSize, "size of each written value in bytes")
-	fs.IntVar(&o.keys, "keys", d.Keys, "number of distinct keys (bench/000000...)")
-	fs.Float64Var(&o.readRatio, "read-ratio", d.ReadRatio, "fraction of reads in the mixed workload")
-	fs.BoolVar(&o.prefill, "prefill", false, "write every key once before the run (unmeasured)")
+	fs.StringVar(&o.Workload, "workload", string(load.WorkloadPut), "put, get (linearizable), stale (serializable) or mixed")
+	fs.IntVar(&o.Concurrency, "concurrency", d.Concurrency, "number of workers, each with one request in flight")
+	fs.IntVar(&o.Concurrency, "c", d.Concurrency, "shorthand for --concurrency")
+	fs.DurationVar(&o.Duration, "duration", d.Duration, "how long the measured run lasts; with --count and no --duration, the count alone bounds the run")
+	fs.Int64Var(&o.Count, "count", 0, "stop after this many operations (0: no count limit)")
+	fs.IntVar(&o.ValueSize, "value-size", d.ValueSize, "size of each written value in bytes")
+	fs.IntVar(&o.Keys, "keys", d.Keys, "number of distinct keys (bench/000000...)")
+	fs.Float64Var(&o.ReadRatio, "read-ratio", d.ReadRatio, "fraction of reads in the mixed workload")
+	fs.BoolVar(&o.Prefill, "prefill", false, "write every key once before the run (unmeasured)")
 	fs.StringVar(&o.output, "output", "table", "output format: table or json")
 	fs.StringVar(&o.output, "o", "table", "shorthand for --output")
 	fs.BoolVar(&o.progress, "progress", false, "draw the progress bar even when standard error is not a terminal")
-	fs.DurationVar(&o.timeout, "timeout", d.Timeout, "time limit of each operation")
-	fs.Uint64Var(&o.seed, "seed", 0, "seed of the key choice and values (0: a fixed default)")
+	fs.DurationVar(&o.Timeout, "timeout", d.Timeout, "time limit of each operation")
+	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the key choice and values (0: a fixed default)")
 	fs.IntVar(&o.conns, "conns", 0, "number of etcd clients (gRPC connections) the workers share (0: one per endpoint)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -115,51 +105,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	fs.Visit(func(f *flag.Flag) { o.durationSet = o.durationSet || f.Name == "duration" })
+	fs.Visit(func(f *flag.Flag) { o.DurationSet = o.DurationSet || f.Name == "duration" })
 	return o, nil
 }
 
 func (o *options) config() (load.Config, error) {
-	w, err := load.ParseWorkload(o.workload)
-	if err != nil {
-		return load.Config{}, fmt.Errorf("--workload: %w", err)
-	}
 	switch {
 	case o.output != "table" && o.output != "json":
 		return load.Config{}, fmt.Errorf("--output must be table or json, not %q", o.output)
 	case len(o.endpoints) == 0:
 		return load.Config{}, errors.New("--endpoints: at least one is required")
-	case o.concurrency < 1:
-		return load.Config{}, fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
-	case o.keys < 1:
-		return load.Config{}, fmt.Errorf("--keys must be at least 1, got %d", o.keys)
-	case o.valueSize < 1:
-		return load.Config{}, fmt.Errorf("--value-size must be at least 1, got %d", o.valueSize)
-	case o.duration <= 0 && o.count <= 0:
-		return load.Config{}, errors.New("give a positive --duration or --count")
-	case o.timeout <= 0:
-		return load.Config{}, fmt.Errorf("--timeout must be positive, got %v", o.timeout)
-	case o.readRatio <= 0 || o.readRatio > 1:
-		return load.Config{}, fmt.Errorf("--read-ratio must be above 0 and at most 1, got %v", o.readRatio)
 	case o.conns < 0:
 		return load.Config{}, fmt.Errorf("--conns must not be negative, got %d", o.conns)
 	}
-	cfg := load.Config{
-		Workload:    w,
-		Concurrency: o.concurrency,
-		Duration:    max(o.duration, 0),
-		Count:       o.count,
-		ValueSize:   o.valueSize,
-		Keys:        o.keys,
-		ReadRatio:   o.readRatio,
-		Prefill:     o.prefill,
-		Timeout:     o.timeout,
-		Seed:        o.seed,
-	}
-	if o.count > 0 && !o.durationSet {
-		cfg.Duration = 0
-	}
-	return cfg, nil
+	return o.Flags.Config()
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
