@@ -17,6 +17,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/cairn-kv/cairn/internal/mapped"
 	"github.com/cairn-kv/cairn/raftnode/batch"
 	"github.com/cairn-kv/cairn/store"
 )
@@ -97,6 +98,9 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
+	// bbolt walked every page of the log to rebuild its free list; give
+	// those pages back (see internal/mapped).
+	n.releaseLogPages()
 	n.logs, err = raft.NewLogCache(64, n.logStore)
 	if err != nil {
 		return err
@@ -356,10 +360,23 @@ func (n *Node) Ready() bool {
 		n.catchUpIdx.Store(target)
 	}
 	if n.appliedThrough(target) {
-		n.caughtUp.Store(true)
+		if n.caughtUp.CompareAndSwap(false, true) {
+			// Start-up read the whole log (Raft scans it for
+			// configuration entries and replays it to the store); give
+			// those pages back now that the node is serving.
+			go n.releaseLogPages()
+		}
 		return true
 	}
 	return false
+}
+
+// releaseLogPages drops the resident pages of the Raft log's mapping.
+func (n *Node) releaseLogPages() {
+	path := filepath.Join(n.cfg.DataDir, "raft", "raft.db")
+	if _, err := mapped.Release(path); err != nil {
+		n.log.Debug("release mapped pages", "err", err)
+	}
 }
 
 // TransferLeadership hands leadership to another voter if this node leads

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-kv/cairn/internal/mapped"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -219,6 +220,11 @@ func (s *Store) open(path string) (*bolt.DB, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	// Opening walked every page (verification, bbolt's free-list
+	// rebuild); give those pages back, reads map in what they need.
+	if _, err := mapped.Release(path); err != nil {
+		s.log.Debug("release mapped pages", "err", err)
 	}
 	return db, nil
 }
