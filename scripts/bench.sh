@@ -27,6 +27,7 @@
 #                        running as root with apt-get available
 #   BENCH_ETCD=PATH      the etcd binary (default: etcd from PATH)
 #   BENCH_KEEP=1         keep the temp dir with the clusters' data
+#   BENCH_ONLY=REGEX     run only the workloads whose name matches (e.g. put)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -176,6 +177,7 @@ common=(--duration "$DURATION" --value-size "$VALUE_SIZE" --keys "$KEYS" -o json
 log "workloads: ${DURATION} each, ${VALUE_SIZE} B values over ${KEYS} keys, clients spread over all members"
 for case in "${CASES[@]}"; do
 	read -r name workload clients extra <<<"$case"
+	[[ -n ${BENCH_ONLY:-} && ! $name =~ $BENCH_ONLY ]] && continue
 	log "$name: cairn"
 	"$BIN/cairn" bench --endpoints "$CAIRN_ENDPOINTS" --workload "$workload" --concurrency "$clients" \
 		"${common[@]}" $extra >"$OUT/$name.cairn.json"
@@ -186,6 +188,7 @@ for case in "${CASES[@]}"; do
 	fi
 done
 
+if compgen -G "$OUT/*.cairn.json" >/dev/null; then
 {
 	echo "cairn $(git rev-parse --short HEAD 2>/dev/null || echo '?') vs etcd ${ETCD_VERSION:-(not available)}, three members each on 127.0.0.1 ($(nproc) CPUs, shared with the load generator)."
 	echo "${DURATION} per workload, closed loop, ${VALUE_SIZE} B values over ${KEYS} keys (pre-filled for reads), clients spread over all members."
@@ -200,6 +203,7 @@ done
 echo
 cat "$OUT/table.md"
 echo
+fi
 
 # --- memory and restart --------------------------------------------------------
 if [[ $MEMORY == 1 ]]; then
