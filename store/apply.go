@@ -9,10 +9,11 @@ import (
 
 // applier applies commands inside one bbolt write transaction.
 type applier struct {
-	tx     *bolt.Tx
-	s      *Store
-	rev    int64
-	events []Event
+	tx      *bolt.Tx
+	s       *Store
+	rev     int64
+	events  []Event
+	changes []kvChange
 }
 
 // apply runs one command. A returned error is an I/O failure that aborts
@@ -207,9 +208,11 @@ func (a *applier) put(op *TxnOp, rev, now int64) error {
 			kv.Version = old.Version + 1
 		}
 	}
-	if err := kvb.Put([]byte(op.Key), encodeRecord(op.Key, &kv)); err != nil {
+	rec := encodeRecord(op.Key, &kv)
+	if err := kvb.Put([]byte(op.Key), rec); err != nil {
 		return err
 	}
+	a.changes = append(a.changes, kvChange{key: op.Key, rec: rec})
 	if kv.ExpiresAt != 0 {
 		if err := a.tx.Bucket(bucketTTL).Put(ttlKey(kv.ExpiresAt, op.Key), nil); err != nil {
 			return err
@@ -269,6 +272,7 @@ func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
 	if err := kvb.Delete([]byte(key)); err != nil {
 		return 0, err
 	}
+	a.changes = append(a.changes, kvChange{key: key})
 	a.events = append(a.events, Event{Type: OpDelete, KV: KV{Key: key, ModRevision: rev, CreateRevision: old.CreateRevision}})
 	return 1, nil
 }

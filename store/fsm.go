@@ -25,7 +25,7 @@ func NewFSM(s *Store) *FSM { return &FSM{s: s} }
 // applied before a restart).
 func (f *FSM) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
 
-// ApplyBatch applies committed entries in one bbolt transaction.
+// ApplyBatch applies committed entries (see Store.Apply).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	entries := make([]Entry, len(logs))
 	for i, l := range logs {
@@ -45,8 +45,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	return out
 }
 
-// Snapshot opens a consistent read transaction; Persist streams it while
-// writes go on.
+// Snapshot commits what was applied and opens a consistent read
+// transaction; Persist streams it while writes go on.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	sn, err := f.s.Snapshot()
 	if err != nil {

@@ -10,10 +10,12 @@ import (
 	"hash/crc64"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +50,14 @@ type Config struct {
 	// not against the machine losing power; see DESIGN.md. Zero (false)
 	// fsyncs every commit.
 	NoSync bool
+	// CommitInterval is how long applied entries may wait in the open bbolt
+	// write transaction before it is committed. Committing a batch of
+	// Raft batches at once rewrites each touched page once instead of once
+	// per batch; readers see applied writes at once either way (through an
+	// in-memory overlay), and the Raft log holds everything not yet
+	// committed. Zero means DefaultCommitInterval; negative commits after
+	// every Apply.
+	CommitInterval time.Duration
 	// IdempotencyWindow is how long a write's Idempotency-Key is
 	// remembered, measured on the leaders' clocks. Zero means 10 minutes.
 	// It decides what Apply forgets, so it must be the same on every node.
@@ -55,6 +65,16 @@ type Config struct {
 	// Logger receives the store's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultCommitInterval is the default Config.CommitInterval.
+const DefaultCommitInterval = 250 * time.Millisecond
+
+// maxPendingEntries and maxPendingBytes bound what an open write
+// transaction holds before it is committed early.
+const (
+	maxPendingEntries = 8192
+	maxPendingBytes   = 16 << 20
+)
 
 // DefaultConfig returns the configuration for a store at path.
 func DefaultConfig(path string) Config {
@@ -147,6 +167,24 @@ type Store struct {
 	mu sync.RWMutex // guards db against Restore swapping it
 	db *bolt.DB
 
+	// applyMu serializes Apply, commits, Restore and Close. Applied
+	// entries go into wtx, which is committed every CommitInterval (see
+	// commitLocked); pending keeps them so a failed commit can be redone.
+	applyMu      sync.Mutex
+	wtx          *bolt.Tx
+	pending      []Entry
+	pendingBytes int
+	pendingSince time.Time
+	stopOnce     sync.Once
+	stopFlush    chan struct{}
+	flushDone    chan struct{}
+
+	// ov holds the records of keys changed in wtx (nil for a deleted
+	// key): readers look there first, then in the last commit. ovMu also
+	// makes the overlay, revision and applied index move together.
+	ovMu sync.RWMutex
+	ov   map[string][]byte
+
 	applied  atomic.Uint64
 	revision atomic.Int64
 	members  atomic.Pointer[map[string]Member]
@@ -172,7 +210,11 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{}), failed: make(chan struct{})}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = DefaultCommitInterval
+	}
+	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{}), failed: make(chan struct{}),
+		ov: map[string][]byte{}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
 	s.watchers.init()
 	if err := markDirty(cfg.Path, cfg.NoSync); err != nil {
 		return nil, err
@@ -187,6 +229,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.watchers.reset(s.revision.Load())
+	go s.flushLoop()
 	return s, nil
 }
 
@@ -235,26 +278,46 @@ func (s *Store) load() error {
 		meta := tx.Bucket(bucketMeta)
 		s.applied.Store(getU64(meta.Get(metaApplied)))
 		s.revision.Store(int64(getU64(meta.Get(metaRevision))))
-		m := map[string]Member{}
-		err := tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
-			var mem Member
-			d := decoder{buf: v}
-			mem.ID = string(k)
-			mem.RaftAddr = d.str()
-			mem.HTTPAddr = d.str()
-			if d.err != nil {
-				return fmt.Errorf("store: member %q: %w", k, ErrCorrupt)
-			}
-			m[mem.ID] = mem
-			return nil
-		})
-		s.members.Store(&m)
-		return err
+		return s.loadMembers(tx)
 	})
+}
+
+// loadMembers caches the members recorded in tx.
+func (s *Store) loadMembers(tx *bolt.Tx) error {
+	m := map[string]Member{}
+	err := tx.Bucket(bucketMembers).ForEach(func(k, v []byte) error {
+		var mem Member
+		d := decoder{buf: v}
+		mem.ID = string(k)
+		mem.RaftAddr = d.str()
+		mem.HTTPAddr = d.str()
+		if d.err != nil {
+			return fmt.Errorf("store: member %q: %w", k, ErrCorrupt)
+		}
+		m[mem.ID] = mem
+		return nil
+	})
+	s.members.Store(&m)
+	return err
 }
 
 // Close closes the bbolt file. Later calls fail with ErrClosed.
 func (s *Store) Close() error {
+	s.stopOnce.Do(func() {
+		close(s.stopFlush)
+		select {
+		case <-s.flushDone:
+		case <-s.failed: // the flush loop may be stuck in fail
+		}
+	})
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.RLock()
+	open := s.db != nil
+	s.mu.RUnlock()
+	if open {
+		s.commitLocked()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.watchers.closeAll()
@@ -414,15 +477,47 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	return s.db.View(fn)
 }
 
+// read begins a read transaction of the last commit and, at the same
+// moment, lets pick copy what it needs from the overlay of applied,
+// uncommitted records and the revision they make: together they are the
+// applied state. pick runs under the overlay's read lock, so it must be
+// quick; fn then reads the transaction without holding up Apply.
+func (s *Store) read(pick func(ov map[string][]byte, rev int64), fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	// The overlay lock first: a commit empties the overlay only after the
+	// file has everything, so a transaction begun under it is never older
+	// than the overlay it is paired with.
+	s.ovMu.RLock()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		s.ovMu.RUnlock()
+		return err
+	}
+	pick(s.ov, s.revision.Load())
+	s.ovMu.RUnlock()
+	defer tx.Rollback()
+	return fn(tx)
+}
+
 // Get returns key's current value as of the latest applied revision, and
 // that revision. A key whose TTL has passed on this node's clock is
 // reported missing even before its delete is applied.
 func (s *Store) Get(key string) (KV, int64, error) {
 	var kv KV
 	var rev int64
-	err := s.view(func(tx *bolt.Tx) error {
-		rev = int64(getU64(tx.Bucket(bucketMeta).Get(metaRevision)))
-		v := tx.Bucket(bucketKV).Get([]byte(key))
+	var v []byte
+	var inOverlay bool
+	err := s.read(func(ov map[string][]byte, r int64) {
+		rev = r
+		v, inOverlay = ov[key]
+	}, func(tx *bolt.Tx) error {
+		if !inOverlay {
+			v = tx.Bucket(bucketKV).Get([]byte(key))
+		}
 		if v == nil {
 			return ErrNotFound
 		}
@@ -452,32 +547,75 @@ type ListOptions struct {
 	KeysOnly bool
 }
 
+// start is the first key a listing may return.
+func (opts *ListOptions) start() string {
+	if opts.After != "" && opts.After >= opts.Prefix {
+		return opts.After + "\x00"
+	}
+	return opts.Prefix
+}
+
 // List returns the keys selected by opts in key order, whether more follow,
 // and the revision the listing reflects.
 func (s *Store) List(opts ListOptions) ([]KV, bool, int64, error) {
 	var out []KV
 	var more bool
 	var rev int64
+	var changed []kvChange
 	now := time.Now().UnixNano()
-	err := s.view(func(tx *bolt.Tx) error {
-		rev = int64(getU64(tx.Bucket(bucketMeta).Get(metaRevision)))
+	start := opts.start()
+	err := s.read(func(ov map[string][]byte, r int64) {
+		rev = r
+		for k, rec := range ov {
+			if k >= start && strings.HasPrefix(k, opts.Prefix) {
+				changed = append(changed, kvChange{key: k, rec: rec})
+			}
+		}
+	}, func(tx *bolt.Tx) error {
+		sort.Slice(changed, func(i, j int) bool { return changed[i].key < changed[j].key })
 		var err error
-		out, more, err = scan(tx.Bucket(bucketKV), opts, now)
+		out, more, err = scanOverlay(tx.Bucket(bucketKV), changed, opts, now)
 		return err
 	})
 	return out, more, rev, err
 }
 
+// scan lists the keys opts selects from b.
 func scan(b *bolt.Bucket, opts ListOptions, now int64) ([]KV, bool, error) {
+	return scanOverlay(b, nil, opts, now)
+}
+
+// scanOverlay lists the keys opts selects from b with changed (sorted by
+// key, within the listing's range) laid over it: a changed key has its new
+// record there, or none if deleted.
+func scanOverlay(b *bolt.Bucket, changed []kvChange, opts ListOptions, now int64) ([]KV, bool, error) {
 	var out []KV
 	c := b.Cursor()
 	prefix := []byte(opts.Prefix)
-	start := prefix
-	if opts.After != "" && opts.After >= opts.Prefix {
-		start = append([]byte(opts.After), 0)
-	}
-	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		kv, err := decodeRecord(string(k), v, !opts.KeysOnly)
+	k, v := c.Seek([]byte(opts.start()))
+	for {
+		if k != nil && !bytes.HasPrefix(k, prefix) {
+			k = nil
+		}
+		var key string
+		var rec []byte
+		switch {
+		case k == nil && len(changed) == 0:
+			return out, false, nil
+		case len(changed) > 0 && (k == nil || changed[0].key <= string(k)):
+			key, rec = changed[0].key, changed[0].rec
+			if k != nil && changed[0].key == string(k) {
+				k, v = c.Next()
+			}
+			changed = changed[1:]
+			if rec == nil {
+				continue
+			}
+		default:
+			key, rec = string(k), v
+			k, v = c.Next()
+		}
+		kv, err := decodeRecord(key, rec, !opts.KeysOnly)
 		if err != nil {
 			return nil, false, err
 		}
@@ -489,20 +627,52 @@ func scan(b *bolt.Bucket, opts ListOptions, now int64) ([]KV, bool, error) {
 		}
 		out = append(out, kv)
 	}
-	return out, false, nil
 }
 
-// Expired returns up to limit keys whose TTL passed before now, with the
-// mod revisions they had, for the leader to expire.
+// Expired returns up to limit keys whose TTL passed before now, oldest
+// expiry first, with the mod revisions they had, for the leader to expire.
 func (s *Store) Expired(now int64, limit int) ([]ExpireKey, error) {
-	var out []ExpireKey
-	err := s.view(func(tx *bolt.Tx) error {
+	if limit <= 0 {
+		return nil, nil
+	}
+	type expired struct {
+		at int64
+		ExpireKey
+	}
+	var found []expired
+	var ov map[string][]byte
+	err := s.read(func(o map[string][]byte, _ int64) {
+		if len(o) > 0 {
+			ov = maps.Clone(o) // the records themselves are never changed
+		}
+	}, func(tx *bolt.Tx) error {
+		// Keys written since the last commit: their records are in ov.
+		for key, v := range ov {
+			if v == nil {
+				continue
+			}
+			kv, err := decodeRecord(key, v, false)
+			if err != nil {
+				return err
+			}
+			if kv.ExpiresAt != 0 && kv.ExpiresAt <= now {
+				found = append(found, expired{kv.ExpiresAt, ExpireKey{Key: key, ModRevision: kv.ModRevision}})
+			}
+		}
+		n := 0
 		c := tx.Bucket(bucketTTL).Cursor()
-		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now {
+		for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+			if len(k) < 8 {
+				break
+			}
+			at := int64(binary.BigEndian.Uint64(k))
+			if at > now {
 				break
 			}
 			key := string(k[8:])
+			if _, ok := ov[key]; ok {
+				continue // changed since the commit: judged above
+			}
 			v := tx.Bucket(bucketKV).Get(k[8:])
 			if v == nil {
 				continue
@@ -511,103 +681,270 @@ func (s *Store) Expired(now int64, limit int) ([]ExpireKey, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, ExpireKey{Key: key, ModRevision: kv.ModRevision})
+			found = append(found, expired{at, ExpireKey{Key: key, ModRevision: kv.ModRevision}})
+			n++
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(found, func(i, j int) bool {
+		if found[i].at != found[j].at {
+			return found[i].at < found[j].at
+		}
+		return found[i].Key < found[j].Key
+	})
+	var out []ExpireKey
+	for _, f := range found[:min(len(found), limit)] {
+		out = append(out, f.ExpireKey)
+	}
+	return out, nil
 }
 
-// Apply applies committed entries in one bbolt transaction and returns one
-// result per entry. Entries at or below the applied index are skipped
-// (their result is nil): a restarted node replays its log from the last
-// snapshot and must not apply twice. Only the FSM calls Apply.
+// Apply applies committed entries and returns one result per entry.
+// Entries at or below the applied index are skipped (their result is nil):
+// a restarted node replays its log from the last snapshot and must not
+// apply twice. The entries go into the open write transaction, which is
+// committed once CommitInterval has passed since its first entry (or it
+// grew past its caps); readers see them at once. Only the FSM calls Apply.
 func (s *Store) Apply(entries []Entry) []*Result {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	results := make([]*Result, len(entries))
-	var (
-		events         []Event
-		applied        uint64
-		rev            int64
-		membersChanged bool
-	)
+	var st applyState
 	for attempt := 0; ; attempt++ {
-		err := s.update(func(tx *bolt.Tx) error {
-			meta := tx.Bucket(bucketMeta)
-			a := applier{tx: tx, s: s, rev: int64(getU64(meta.Get(metaRevision)))}
-			applied = getU64(meta.Get(metaApplied))
-			membersChanged = false
-			for i, e := range entries {
-				results[i] = nil
-				if e.Index <= applied {
-					continue
-				}
-				applied = e.Index
-				if e.Data == nil {
-					continue
-				}
-				cmd, err := DecodeCommand(e.Data)
-				if err != nil {
-					results[i] = &Result{Revision: a.rev, Err: err}
-					continue
-				}
-				r, err := a.apply(cmd)
-				if err != nil {
-					return err
-				}
-				results[i] = r
-				membersChanged = membersChanged || changesMembers(cmd)
-			}
-			if err := meta.Put(metaApplied, putU64(applied)); err != nil {
-				return err
-			}
-			if err := meta.Put(metaRevision, putU64(uint64(a.rev))); err != nil {
-				return err
-			}
-			events, rev = a.events, a.rev
-			return nil
-		})
+		err := s.begin()
+		if err == nil {
+			st, err = s.applyTx(s.wtx, entries, results)
+		}
 		if err == nil {
 			break
 		}
 		if errors.Is(err, ErrClosed) {
 			return results
 		}
+		s.rollback()
 		if errors.Is(err, ErrCorrupt) {
-			// The file is damaged: applying on would diverge from the
-			// other nodes, and skipping would too. Stop here for good;
-			// the process owner sees Failed and stops the node.
-			s.failOnce.Do(func() {
-				s.failErr = err
-				s.log.Error("state machine file is corrupt; this node must stop", "err", err)
-				close(s.failed)
-			})
-			select {}
+			s.fail(err)
 		}
-		// A failed commit (disk full, I/O error) must not skip entries:
-		// every node has to apply the same log. Retry until it works.
-		delay := time.Duration(min(1<<min(attempt, 10), 1000)) * time.Millisecond
+		// A failed apply (an I/O error reading the file) must not skip
+		// entries: every node has to apply the same log. Retry until it
+		// works.
+		delay := backoff(attempt)
 		s.log.Error("apply failed; retrying", "err", err, "first_index", entries[0].Index, "retry_in", delay)
 		time.Sleep(delay)
 	}
-	s.applied.Store(applied)
-	s.revision.Store(rev)
-	if membersChanged {
-		if err := s.load(); err != nil {
+	if len(s.pending) == 0 {
+		s.pendingSince = time.Now()
+	}
+	s.pending = append(s.pending, entries...)
+	for _, e := range entries {
+		s.pendingBytes += len(e.Data)
+	}
+	if st.membersChanged {
+		if err := s.loadMembers(s.wtx); err != nil {
 			s.log.Error("reload members", "err", err)
 		}
 	}
-	s.watchers.publish(events, rev)
+	// The overlay, the revision and the applied index move together, so
+	// a reader sees all of this batch or none of it.
+	s.ovMu.Lock()
+	for _, c := range st.changes {
+		s.ov[c.key] = c.rec
+	}
+	s.applied.Store(st.applied)
+	s.revision.Store(st.rev)
+	s.ovMu.Unlock()
+	s.watchers.publish(st.events, st.rev)
 	s.notify()
+	if s.cfg.CommitInterval < 0 || len(s.pending) >= maxPendingEntries || s.pendingBytes >= maxPendingBytes ||
+		time.Since(s.pendingSince) >= s.cfg.CommitInterval {
+		s.commitLocked()
+	}
 	return results
 }
 
-func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+// applyState is what applying a batch of entries changed.
+type applyState struct {
+	events         []Event
+	changes        []kvChange
+	applied        uint64
+	rev            int64
+	membersChanged bool
+}
+
+// kvChange is one key's new record (nil: deleted), for the overlay.
+type kvChange struct {
+	key string
+	rec []byte
+}
+
+// applyTx applies entries inside tx; results (when not nil) receives one
+// result per entry.
+func (s *Store) applyTx(tx *bolt.Tx, entries []Entry, results []*Result) (applyState, error) {
+	meta := tx.Bucket(bucketMeta)
+	a := applier{tx: tx, s: s, rev: int64(getU64(meta.Get(metaRevision)))}
+	applied := getU64(meta.Get(metaApplied))
+	var st applyState
+	for i, e := range entries {
+		if results != nil {
+			results[i] = nil
+		}
+		if e.Index <= applied {
+			continue
+		}
+		applied = e.Index
+		if e.Data == nil {
+			continue
+		}
+		cmd, err := DecodeCommand(e.Data)
+		if err != nil {
+			if results != nil {
+				results[i] = &Result{Revision: a.rev, Err: err}
+			}
+			continue
+		}
+		r, err := a.apply(cmd)
+		if err != nil {
+			return st, err
+		}
+		if results != nil {
+			results[i] = r
+		}
+		st.membersChanged = st.membersChanged || changesMembers(cmd)
+	}
+	if err := meta.Put(metaApplied, putU64(applied)); err != nil {
+		return st, err
+	}
+	if err := meta.Put(metaRevision, putU64(uint64(a.rev))); err != nil {
+		return st, err
+	}
+	st.events, st.changes, st.applied, st.rev = a.events, a.changes, applied, a.rev
+	return st, nil
+}
+
+// begin makes sure a write transaction is open, redoing the pending
+// entries if an earlier one was lost to a failed commit. applyMu is held.
+func (s *Store) begin() error {
+	if s.wtx != nil {
+		return nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrClosed
 	}
-	return s.db.Update(fn)
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	if len(s.pending) > 0 {
+		if _, err := s.applyTx(tx, s.pending, nil); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	s.wtx = tx
+	return nil
+}
+
+// rollback drops the open write transaction; the pending entries stay
+// and are redone by the next begin. applyMu is held.
+func (s *Store) rollback() {
+	if s.wtx != nil {
+		_ = s.wtx.Rollback()
+		s.wtx = nil
+	}
+}
+
+// commitLocked commits the open write transaction, retrying (and redoing
+// the pending entries) until it works, then empties the overlay: the file
+// now has everything. applyMu is held.
+func (s *Store) commitLocked() {
+	if (s.wtx == nil && len(s.pending) == 0) || s.hasFailed() {
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.begin()
+		if err == nil {
+			err = s.wtx.Commit()
+			s.wtx = nil
+		}
+		if err == nil || errors.Is(err, ErrClosed) {
+			break
+		}
+		if errors.Is(err, ErrCorrupt) {
+			s.fail(err)
+		}
+		delay := backoff(attempt)
+		s.log.Error("commit failed; retrying", "err", err, "entries", len(s.pending), "retry_in", delay)
+		time.Sleep(delay)
+	}
+	s.pending, s.pendingBytes = nil, 0
+	s.ovMu.Lock()
+	clear(s.ov)
+	s.ovMu.Unlock()
+}
+
+// Flush commits every applied entry to the file now.
+func (s *Store) Flush() {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.commitLocked()
+}
+
+// flushLoop commits applied entries that have waited CommitInterval while
+// no Apply came to do it.
+func (s *Store) flushLoop() {
+	defer close(s.flushDone)
+	every := s.cfg.CommitInterval
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(max(every/2, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopFlush:
+			return
+		case <-t.C:
+		}
+		s.applyMu.Lock()
+		if len(s.pending) > 0 && time.Since(s.pendingSince) >= every {
+			s.commitLocked()
+		}
+		s.applyMu.Unlock()
+	}
+}
+
+// fail stops the store for good after finding the file damaged: applying
+// on would diverge from the other nodes, and skipping would too. The
+// process owner sees Failed and stops the node. fail is called with
+// applyMu held; it lets go of it (so Close still works: nothing is
+// committed after a failure) and never returns.
+func (s *Store) fail(err error) {
+	s.failOnce.Do(func() {
+		s.failErr = err
+		s.log.Error("state machine file is corrupt; this node must stop", "err", err)
+		close(s.failed)
+	})
+	s.applyMu.Unlock()
+	select {}
+}
+
+// hasFailed reports whether fail was called.
+func (s *Store) hasFailed() bool {
+	select {
+	case <-s.failed:
+		return true
+	default:
+		return false
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	return time.Duration(min(1<<min(attempt, 10), 1000)) * time.Millisecond
 }
 
 func changesMembers(cmd *Command) bool {
@@ -625,9 +962,10 @@ type Snapshot struct {
 	tx *bolt.Tx
 }
 
-// Snapshot starts a consistent view of the whole store; call Release when
-// done with it. It is cheap: the copy happens in WriteTo.
+// Snapshot commits what was applied and starts a consistent view of the
+// whole store; call Release when done with it. The copy happens in WriteTo.
 func (s *Store) Snapshot() (*Snapshot, error) {
+	s.Flush()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
@@ -722,6 +1060,8 @@ func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
 // file is written and checked beside the current one, then swapped in
 // under the lock, so a failed restore leaves the store as it was.
 func (s *Store) Restore(r io.Reader) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	tmp := s.cfg.Path + ".restore"
 	if err := readSnapshot(tmp, r); err != nil {
 		os.Remove(tmp)
@@ -736,6 +1076,12 @@ func (s *Store) Restore(r io.Reader) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	// What was applied but not committed is replaced too.
+	s.rollback()
+	s.pending, s.pendingBytes = nil, 0
+	s.ovMu.Lock()
+	clear(s.ov)
+	s.ovMu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: restore: close: %w", err)
 	}
@@ -812,8 +1158,10 @@ func walk(tx *bolt.Tx, requireCairn bool) error {
 	})
 }
 
-// Check reads every page and record of the open store.
+// Check commits what was applied, then reads every page and record of the
+// open store.
 func (s *Store) Check() error {
+	s.Flush()
 	return s.view(func(tx *bolt.Tx) (err error) {
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		defer func() {
@@ -923,9 +1271,11 @@ func decodeRecord(key string, b []byte, withValue bool) (KV, error) {
 }
 
 // Hash returns a CRC-64 of every key, value and revision in the store and
-// the applied index it reflects, read in one transaction. Two nodes at the
-// same applied index must have the same hash. It reads the whole store.
+// the applied index it reflects, read in one transaction after committing
+// what was applied. Two nodes at the same applied index must have the same
+// hash. It reads the whole store.
 func (s *Store) Hash() (uint64, uint64, error) {
+	s.Flush()
 	var sum uint64
 	var applied uint64
 	err := s.view(func(tx *bolt.Tx) error {

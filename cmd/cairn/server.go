@@ -44,6 +44,7 @@ type serverOptions struct {
 	logFormat         string
 	raftLogLevel      string
 	fsmFsync          bool
+	fsmCommitInterval time.Duration
 	pprofAddr         string
 	maxInflight       int
 }
@@ -88,6 +89,7 @@ SIGINT or SIGTERM stops the node cleanly; a leader hands leadership on first.`,
 	f.IntVar(&o.maxInflight, "max-inflight-proposals", rd.MaxInflightProposals, "log entries of writes in flight before further writes are packed into one (group commit)")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (off when empty; keep it private)")
 	f.BoolVar(&o.fsmFsync, "fsm-fsync", false, "fsync the state machine's file on every commit (the Raft log is always fsynced; see store/DESIGN.md)")
+	f.DurationVar(&o.fsmCommitInterval, "fsm-commit-interval", store.DefaultCommitInterval, "how long applied writes may wait before the state machine's file is committed (reads see them at once; the Raft log holds them meanwhile); 0 commits every batch")
 	return cmd
 }
 
@@ -155,6 +157,10 @@ func runServer(ctx context.Context, o *serverOptions) error {
 	scfg := store.DefaultConfig(filepath.Join(o.dataDir, "fsm.db"))
 	scfg.Logger = log
 	scfg.NoSync = !o.fsmFsync
+	scfg.CommitInterval = o.fsmCommitInterval
+	if o.fsmCommitInterval <= 0 {
+		scfg.CommitInterval = -1 // every batch
+	}
 	st, err := store.Open(scfg)
 	if errors.Is(err, store.ErrUnclean) {
 		// The machine went down with unsynced state-machine writes; the
