@@ -183,9 +183,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	// A query that does not parse must not silently lose its conditions
 	// (url.Values drops the bad pairs: ?cas=%zz would become unconditional).
-	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
-		h.writeError(w, badArg("malformed query string: "+err.Error()))
-		return
+	if r.URL.RawQuery != "" {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			h.writeError(w, badArg("malformed query string: "+err.Error()))
+			return
+		}
 	}
 	path := r.URL.Path
 	switch {
@@ -196,7 +198,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if key == "" {
 				h.withTimeout(h.list)(w, r, key)
 			} else {
-				h.withTimeout(h.get)(w, r, key)
+				h.get(w, r, key) // sets its own deadline if it waits
 			}
 		case http.MethodPut:
 			h.withTimeout(h.put)(w, r, key)
@@ -286,10 +288,20 @@ type keyHandler func(w http.ResponseWriter, r *http.Request, key string)
 
 func (h *Handler) withTimeout(fn keyHandler) keyHandler {
 	return func(w http.ResponseWriter, r *http.Request, key string) {
-		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
-		defer cancel()
-		defer context.AfterFunc(h.drained, cancel)()
-		fn(w, r.WithContext(ctx), key)
+		r, done := h.timed(r)
+		defer done()
+		fn(w, r, key)
+	}
+}
+
+// timed gives r the request timeout and ends it when the handler drains
+// (a moment after Close); call done when the request is over.
+func (h *Handler) timed(r *http.Request) (*http.Request, func()) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	stop := context.AfterFunc(h.drained, cancel)
+	return r.WithContext(ctx), func() {
+		stop()
+		cancel()
 	}
 }
 
@@ -441,7 +453,15 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, key string) {
 		h.writeError(w, err)
 		return
 	}
-	if !h.readyToRead(w, r, r.URL.Query()) {
+	q := r.URL.Query()
+	// A stale read without min_revision never waits: it needs no deadline
+	// (which costs a timer and a registration on every plain read).
+	if q.Get("consistency") != "stale" || q.Has("min_revision") {
+		var done func()
+		r, done = h.timed(r)
+		defer done()
+	}
+	if !h.readyToRead(w, r, q) {
 		return
 	}
 	kv, rev, err := h.store.Get(key)
