@@ -169,22 +169,58 @@ CASES=(
 	"4-get-c64 get 64 --prefill"
 	"5-stale-c64 stale 64"
 )
-common=(--duration "$DURATION" --value-size "$VALUE_SIZE" --keys "$KEYS" -o json)
+common=(--duration "$DURATION" -o json)
 # etcdload's default is one etcd client (gRPC connection) per member, as
 # cairn bench's workers share one keep-alive transport: on a small machine
 # that gave etcd its best figures (more connections cost it throughput).
+
+# cpu_seconds PID... sums the CPU time (user and system) the processes have
+# used so far; sampled around each measured run for the servers' CPU per
+# operation.
+TICKS=$(getconf CLK_TCK)
+cpu_seconds() {
+	local p t=0
+	for p in "$@"; do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	awk -v t="$t" -v hz="$TICKS" 'BEGIN {printf "%.3f", t / hz}'
+}
+# measure NAME TARGET DRIVER-ARGS...: one measured run, its result in
+# NAME.TARGET.json and the servers' CPU seconds during it in NAME.TARGET.cpu.
+# A --prefill is done first in a run of its own, so that it is not counted.
+measure() {
+	local name=$1 target=$2
+	shift 2
+	local -a args=("$@") pids=()
+	local i
+	if [[ $target == cairn ]]; then pids=("${PIDS[cairn1]}" "${PIDS[cairn2]}" "${PIDS[cairn3]}"); fi
+	if [[ $target == etcd ]]; then pids=("${PIDS[etcd1]}" "${PIDS[etcd2]}" "${PIDS[etcd3]}"); fi
+	for i in "${!args[@]}"; do
+		if [[ ${args[i]} == --prefill ]]; then
+			unset "args[i]"
+			"$@" --count 1 -o json >/dev/null
+		fi
+	done
+	local c0 c1
+	c0=$(cpu_seconds "${pids[@]}")
+	"${args[@]}" "${common[@]}" >"$OUT/$name.$target.json"
+	c1=$(cpu_seconds "${pids[@]}")
+	awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.3f\n", b - a}' >"$OUT/$name.$target.cpu"
+}
 
 log "workloads: ${DURATION} each, ${VALUE_SIZE} B values over ${KEYS} keys, clients spread over all members"
 for case in "${CASES[@]}"; do
 	read -r name workload clients extra <<<"$case"
 	[[ -n ${BENCH_ONLY:-} && ! $name =~ $BENCH_ONLY ]] && continue
 	log "$name: cairn"
-	"$BIN/cairn" bench --endpoints "$CAIRN_ENDPOINTS" --workload "$workload" --concurrency "$clients" \
-		"${common[@]}" $extra >"$OUT/$name.cairn.json"
+	# shellcheck disable=SC2086
+	measure "$name" cairn "$BIN/cairn" bench --endpoints "$CAIRN_ENDPOINTS" --workload "$workload" --concurrency "$clients" \
+		--value-size "$VALUE_SIZE" --keys "$KEYS" $extra
 	if [[ $HAVE_ETCD == 1 ]]; then
 		log "$name: etcd"
-		"$BIN/etcdload" --endpoints "$ETCD_ENDPOINTS" --workload "$workload" --concurrency "$clients" \
-			"${common[@]}" $extra >"$OUT/$name.etcd.json"
+		# shellcheck disable=SC2086
+		measure "$name" etcd "$BIN/etcdload" --endpoints "$ETCD_ENDPOINTS" --workload "$workload" --concurrency "$clients" \
+			--value-size "$VALUE_SIZE" --keys "$KEYS" $extra
 	fi
 done
 

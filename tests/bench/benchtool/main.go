@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,6 +250,8 @@ func report(args []string, out io.Writer) error {
 		return fmt.Errorf("report: no *.cairn.json in %s", args[0])
 	}
 	sort.Strings(files)
+	type pair struct{ c, e *load.Result }
+	var rows []pair
 	fmt.Fprintln(out, "| workload | clients | cairn ops/s | etcd ops/s | throughput cairn/etcd | cairn p50 / p99 ms | etcd p50 / p99 ms | p50 cairn/etcd | p99 cairn/etcd |")
 	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, f := range files {
@@ -266,8 +269,78 @@ func report(args []string, out io.Writer) error {
 			lat(c), lat(e),
 			ratio(c, e, func(r *load.Result) float64 { return r.Latency.P50 }),
 			ratio(c, e, func(r *load.Result) float64 { return r.Latency.P99 }))
+		c.ServerCPUSeconds = readCPU(strings.TrimSuffix(f, ".json") + ".cpu")
+		if e != nil {
+			e.ServerCPUSeconds = readCPU(strings.TrimSuffix(f, ".cairn.json") + ".etcd.cpu")
+		}
+		rows = append(rows, pair{c, e})
+	}
+	// CPU per operation: what each system's three servers, and its load
+	// generator, spent on one operation, whatever the throughput. Only
+	// when something measured it.
+	measured := false
+	for _, r := range rows {
+		measured = measured || r.c.ServerCPUSeconds > 0 || r.c.ClientCPUSeconds > 0
+	}
+	if !measured {
+		return nil
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| workload | clients | servers' CPU µs/op cairn | etcd | cairn/etcd | load generator CPU µs/op cairn | etcd |")
+	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range rows {
+		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s |\n",
+			workloadName(r.c), r.c.Concurrency,
+			perOp(r.c, r.c.ServerCPUSeconds), perOp(r.e, serverCPU(r.e)),
+			ratio(r.c, r.e, func(x *load.Result) float64 { return perOpValue(x, x.ServerCPUSeconds) }),
+			perOp(r.c, r.c.ClientCPUSeconds), perOp(r.e, clientCPU(r.e)))
 	}
 	return nil
+}
+
+// readCPU reads the servers' CPU seconds bench.sh wrote beside a result;
+// 0 when there is none.
+func readCPU(path string) float64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v
+}
+
+func serverCPU(r *load.Result) float64 {
+	if r == nil {
+		return 0
+	}
+	return r.ServerCPUSeconds
+}
+
+func clientCPU(r *load.Result) float64 {
+	if r == nil {
+		return 0
+	}
+	return r.ClientCPUSeconds
+}
+
+// perOpValue is seconds spread over r's operations, in microseconds; 0 when
+// unknown.
+func perOpValue(r *load.Result, seconds float64) float64 {
+	if r == nil || r.Ops == 0 || seconds <= 0 {
+		return 0
+	}
+	return seconds / float64(r.Ops) * 1e6
+}
+
+func perOp(r *load.Result, seconds float64) string {
+	v := perOpValue(r, seconds)
+	if v == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 func readResult(path string) (*load.Result, error) {

@@ -47,3 +47,23 @@ func TestReport(t *testing.T) {
 		t.Error("an empty directory must be an error")
 	}
 }
+
+// With CPU figures (the load generator's in the results, the servers' in
+// bench.sh's .cpu files), a second table gives each per operation.
+func TestReportCPU(t *testing.T) {
+	dir := t.TempDir()
+	put := load.Result{Workload: load.WorkloadPut, Concurrency: 64, Throughput: 1000, Ops: 10000, ClientCPUSeconds: 0.3}
+	writeResult(t, filepath.Join(dir, "1-put.cairn.json"), put)
+	put.Ops, put.ClientCPUSeconds = 20000, 0.8
+	writeResult(t, filepath.Join(dir, "1-put.etcd.json"), put)
+	os.WriteFile(filepath.Join(dir, "1-put.cairn.cpu"), []byte("1.500\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "1-put.etcd.cpu"), []byte("4.000\n"), 0o644)
+	var out bytes.Buffer
+	if err := report([]string{dir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "| write (put) | 64 | 150.0 | 200.0 | 0.75× | 30.0 | 40.0 |"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("want the row %q in:\n%s", want, out.String())
+	}
+}

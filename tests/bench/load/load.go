@@ -294,8 +294,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		res.PrefillSeconds = time.Since(start).Seconds()
 	}
+	cpu0 := processCPU()
 	hist, elapsed, ops, errs, samples := run(ctx, cfg, keys)
 	res.fill(hist, elapsed, ops, errs, samples)
+	if cpu0 > 0 {
+		res.ClientCPUSeconds = (processCPU() - cpu0).Seconds()
+	}
 	return res, ctx.Err()
 }
 

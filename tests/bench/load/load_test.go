@@ -323,3 +323,26 @@ func TestResultOutput(t *testing.T) {
 		t.Errorf("progress bar %q", buf.String())
 	}
 }
+
+// A run reports the CPU its own process spent, which grows with the work
+// its operations do.
+func TestRunReportsClientCPU(t *testing.T) {
+	spin := func(ctx context.Context, key string, value []byte, kind Kind) error {
+		for t0 := time.Now(); time.Since(t0) < 200*time.Microsecond; {
+		}
+		return nil
+	}
+	res, err := Run(context.Background(), Config{Workload: WorkloadPut, Concurrency: 1, Count: 500, Keys: 10, ValueSize: 10, Op: spin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 500 operations of 200 µs busy each: at least 0.1 s of CPU, less than
+	// the wall time of several runs.
+	if res.ClientCPUSeconds < 0.08 || res.ClientCPUSeconds > 5 {
+		t.Fatalf("client CPU %.3fs for 0.1s of busy operations", res.ClientCPUSeconds)
+	}
+	var out strings.Builder
+	if err := res.WriteTable(&out); err != nil || !strings.Contains(out.String(), "client cpu") {
+		t.Fatalf("table lacks the client CPU line (%v):\n%s", err, out.String())
+	}
+}

@@ -49,6 +49,14 @@ type Result struct {
 	// ErrorSamples are the first few distinct error messages with their
 	// counts.
 	ErrorSamples []ErrorSample `json:"error_samples,omitempty"`
+	// ClientCPUSeconds is the CPU time (user and system) this load
+	// generator's process used during the measured run: on a machine it
+	// shares with the servers, what the client costs them.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
+	// ServerCPUSeconds is the CPU time the target's servers used during
+	// the run, when whoever ran them measured it (scripts/bench.sh does);
+	// never set by Run.
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
 }
 
 // Latency holds latency figures in milliseconds.
@@ -124,6 +132,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	l := r.Latency
 	fmt.Fprintf(tw, "latency\tp50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms (mean %.3f ms)\n",
 		l.P50, l.P90, l.P99, l.Max, l.Mean)
+	if r.ClientCPUSeconds > 0 && r.Ops > 0 {
+		fmt.Fprintf(tw, "client cpu\t%.2fs (%.1f µs per operation, this process)\n",
+			r.ClientCPUSeconds, r.ClientCPUSeconds/float64(r.Ops)*1e6)
+	}
 	for _, s := range r.ErrorSamples {
 		fmt.Fprintf(tw, "error\t%d× %s\n", s.Count, s.Message)
 	}
