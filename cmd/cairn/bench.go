@@ -48,7 +48,9 @@ func newBenchCmd() *cobra.Command {
 (successful operations per second), latency percentiles (p50, p90, p99, max)
 and errors. --concurrency workers each send one request at a time, spread
 round-robin over --endpoints (a follower forwards writes and linearizable
-reads to the leader, as any client's requests would be). Keys are
+reads to the leader, as any client's requests would be); with fewer
+workers than endpoints each worker rotates over all of them, request by
+request, so a single worker measures leader and followers alike. Keys are
 bench/000000 up to --keys, each picked uniformly at random; values are
 --value-size bytes.
 
@@ -133,9 +135,9 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o *benchOptions) er
 	}
 	switch o.driver {
 	case driverHTTP:
-		cfg.OpFor = httpOps(hc, eps)
+		cfg.OpFor = httpOps(hc, eps, cfg.Concurrency)
 	case driverClient:
-		if cfg.OpFor, err = clientOps(hc, eps, o.Timeout); err != nil {
+		if cfg.OpFor, err = clientOps(hc, eps, cfg.Concurrency, o.Timeout); err != nil {
 			return err
 		}
 	}
@@ -220,15 +222,20 @@ func checkReady(ctx context.Context, hc *http.Client, eps []string) error {
 	return nil
 }
 
-// httpOps returns the lean driver: worker w talks to endpoint w mod
-// len(eps) with bare requests, and drains every body into a buffer of its
+// httpOps returns the lean driver: worker w talks to the endpoints
+// load.Spread picks with bare requests, and drains every body into a buffer of its
 // own so that the connection is reused. A 404 on a read is a valid
 // answer, not an error.
-func httpOps(hc *http.Client, eps []string) func(int) load.OpFunc {
+func httpOps(hc *http.Client, eps []string, workers int) func(int) load.OpFunc {
+	kvBases := make([]string, len(eps))
+	for i, ep := range eps {
+		kvBases[i] = ep + "/v1/kv/"
+	}
 	return func(w int) load.OpFunc {
-		kvBase := eps[w%len(eps)] + "/v1/kv/"
+		member := load.Spread(w, workers, len(eps))
 		buf := make([]byte, 32<<10)
 		return func(ctx context.Context, key string, value []byte, kind load.Kind) error {
+			kvBase := kvBases[member()]
 			var req *http.Request
 			var err error
 			switch kind {
@@ -272,7 +279,7 @@ func statusMessage(status string, body []byte) string {
 // clientOps returns the driver that uses the Go client: one client per
 // endpoint, sharing hc, each call made once (no retries, so no
 // idempotency keys either).
-func clientOps(hc *http.Client, eps []string, timeout time.Duration) (func(int) load.OpFunc, error) {
+func clientOps(hc *http.Client, eps []string, workers int, timeout time.Duration) (func(int) load.OpFunc, error) {
 	clients := make([]*client.Client, len(eps))
 	for i, ep := range eps {
 		cfg := client.DefaultConfig()
@@ -288,8 +295,9 @@ func clientOps(hc *http.Client, eps []string, timeout time.Duration) (func(int) 
 	}
 	stale := client.WithConsistency(client.Stale)
 	return func(w int) load.OpFunc {
-		c := clients[w%len(clients)]
+		member := load.Spread(w, workers, len(clients))
 		return func(ctx context.Context, key string, value []byte, kind load.Kind) error {
+			c := clients[member()]
 			var err error
 			switch kind {
 			case load.Put:

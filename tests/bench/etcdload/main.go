@@ -165,10 +165,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	kvs := make([]clientv3.KV, len(clients))
+	for i, c := range clients {
+		kvs[i] = clientv3.NewKV(c)
+	}
 	cfg.OpFor = func(w int) load.OpFunc {
-		kv := clientv3.NewKV(clients[w%len(clients)])
+		member := load.Spread(w, cfg.Concurrency, len(kvs))
 		serializable := clientv3.WithSerializable()
 		return func(ctx context.Context, key string, value []byte, kind load.Kind) error {
+			kv := kvs[member()]
 			var err error
 			switch kind {
 			case load.Put:

@@ -531,3 +531,25 @@ func run(ctx context.Context, cfg Config, keys []string) (*Histogram, time.Durat
 	}
 	return &total, elapsed, ops.Load(), errs.Load(), samples.result()
 }
+
+// Spread says which of members worker w of workers sends its next request
+// to. Each worker keeps to member w mod members, so load is spread evenly,
+// unless there are fewer workers than members: then each worker rotates
+// over all of them, request by request, so that a single client samples
+// the leader and the followers alike instead of whichever member happens
+// to lead. Drivers of both systems use it, so they pick members alike.
+func Spread(w, workers, members int) func() int {
+	if members <= 1 {
+		return func() int { return 0 }
+	}
+	if workers >= members {
+		m := w % members
+		return func() int { return m }
+	}
+	next := w % members
+	return func() int {
+		m := next
+		next = (next + 1) % members
+		return m
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -345,4 +346,27 @@ func TestRunReportsClientCPU(t *testing.T) {
 	if err := res.WriteTable(&out); err != nil || !strings.Contains(out.String(), "client cpu") {
 		t.Fatalf("table lacks the client CPU line (%v):\n%s", err, out.String())
 	}
+}
+
+// Spread keeps workers to one member each when there are enough of them,
+// and rotates a lone worker over every member.
+func TestSpread(t *testing.T) {
+	pick := func(w, workers, members, n int) []int {
+		next := Spread(w, workers, members)
+		var out []int
+		for range n {
+			out = append(out, next())
+		}
+		return out
+	}
+	mustSeq := func(what string, got, want []int) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: got %v, want %v", what, got, want)
+		}
+	}
+	mustSeq("worker 4 of 64 over 3", pick(4, 64, 3, 4), []int{1, 1, 1, 1})
+	mustSeq("worker 0 of 1 over 3", pick(0, 1, 3, 5), []int{0, 1, 2, 0, 1})
+	mustSeq("worker 1 of 2 over 3", pick(1, 2, 3, 4), []int{1, 2, 0, 1})
+	mustSeq("one member", pick(3, 1, 1, 2), []int{0, 0})
 }
