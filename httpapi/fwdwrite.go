@@ -243,9 +243,7 @@ func (h *Handler) internalApply(w http.ResponseWriter, r *http.Request, _ string
 				}
 			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		apply := func() {
 			res, err := h.applyHere(r.Context(), func() *store.Command { return cmd })
 			if errors.Is(err, raftnode.ErrNotLeader) {
 				answers[i] = []byte{answerNotLeader}
@@ -267,6 +265,15 @@ func (h *Handler) internalApply(w http.ResponseWriter, r *http.Request, _ string
 			a := []byte{answerResult}
 			a = binary.AppendUvarint(a, uint64(len(enc)))
 			answers[i] = append(a, enc...)
+		}
+		if i == len(cmds)-1 {
+			apply() // the last in this goroutine: a lone write needs no other
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			apply()
 		}()
 	}
 	wg.Wait()
