@@ -108,6 +108,9 @@ func (h *Handler) sendWrites(cmds [][]byte) []forwarded {
 		buf.Write(binary.AppendUvarint(nil, uint64(len(c))))
 		buf.Write(c)
 	}
+	if out, ok := h.sendPackStream(ctx, addr, buf.Bytes(), len(cmds)); ok {
+		return out
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+applyPath, &buf)
 	if err != nil {
 		return all(forwarded{err: err})
@@ -195,38 +198,50 @@ func readBytes(rd *bytes.Reader) ([]byte, bool) {
 // internalApply applies the writes a follower forwarded, concurrently (so
 // that group commit packs them), and answers each.
 func (h *Handler) internalApply(w http.ResponseWriter, r *http.Request, _ string) {
-	if !h.node.IsLeader() {
-		h.writeError(w, raftnode.ErrNotLeader)
-		return
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, 8<<20+4*h.cfg.MaxValueSize))
+	data, err := io.ReadAll(io.LimitReader(r.Body, h.maxPackBytes()))
 	if err != nil {
 		h.writeError(w, badArg("cannot read request body: "+err.Error()))
 		return
 	}
+	answers, err := h.applyPack(r.Context(), data)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(http.StatusOK)
+	for _, a := range answers {
+		w.Write(a)
+	}
+}
+
+// applyPack applies a pack of forwarded writes (the body of a POST to
+// applyPath, or a stream frame), concurrently so that group commit packs
+// them, and returns one encoded answer per write. An error means the pack
+// was refused before any of it was applied.
+func (h *Handler) applyPack(ctx context.Context, data []byte) ([][]byte, error) {
+	if !h.node.IsLeader() {
+		return nil, raftnode.ErrNotLeader
+	}
 	rd := bytes.NewReader(data)
 	n, err := binary.ReadUvarint(rd)
 	if err != nil || n == 0 || n > store.MaxBatch {
-		h.writeError(w, badArg("malformed apply request"))
-		return
+		return nil, badArg("malformed apply request")
 	}
 	cmds := make([]*store.Command, n)
 	for i := range cmds {
 		b, ok := readBytes(rd)
 		if !ok {
-			h.writeError(w, badArg("malformed apply request"))
-			return
+			return nil, badArg("malformed apply request")
 		}
 		cmd, err := store.DecodeCommand(b)
 		if err != nil || cmd.Op != store.OpTxn {
-			h.writeError(w, badArg("malformed apply request: only transactions may be forwarded"))
-			return
+			return nil, badArg("malformed apply request: only transactions may be forwarded")
 		}
 		for _, ops := range [][]store.TxnOp{cmd.Txn.Success, cmd.Txn.Failure} {
 			for _, op := range ops {
 				if int64(len(op.Value)) > h.cfg.MaxValueSize {
-					h.writeError(w, fmt.Errorf("%w: value of %d bytes is over the limit of %d", ErrTooLarge, len(op.Value), h.cfg.MaxValueSize))
-					return
+					return nil, fmt.Errorf("%w: value of %d bytes is over the limit of %d", ErrTooLarge, len(op.Value), h.cfg.MaxValueSize)
 				}
 			}
 		}
@@ -244,7 +259,7 @@ func (h *Handler) internalApply(w http.ResponseWriter, r *http.Request, _ string
 			}
 		}
 		apply := func() {
-			res, err := h.applyHere(r.Context(), func() *store.Command { return cmd })
+			res, err := h.applyHere(ctx, func() *store.Command { return cmd })
 			if errors.Is(err, raftnode.ErrNotLeader) {
 				answers[i] = []byte{answerNotLeader}
 				return
@@ -277,9 +292,5 @@ func (h *Handler) internalApply(w http.ResponseWriter, r *http.Request, _ string
 		}()
 	}
 	wg.Wait()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.WriteHeader(http.StatusOK)
-	for _, a := range answers {
-		w.Write(a)
-	}
+	return answers, nil
 }

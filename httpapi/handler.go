@@ -99,6 +99,9 @@ type Handler struct {
 	fwd   *http.Client
 	ri    readIndexClient
 	fwdw  *batch.Batcher[[]byte, forwarded]
+	// streams are this node's idle connections carrying forwarded writes
+	// to the leader (see fwdstream.go).
+	streams fwdStreams
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -118,7 +121,10 @@ const closeGrace = 2 * time.Second
 func (h *Handler) Close() {
 	h.closeOnce.Do(func() {
 		close(h.closing)
-		time.AfterFunc(closeGrace, h.stopDrained)
+		time.AfterFunc(closeGrace, func() {
+			h.stopDrained()
+			h.streams.closeAll()
+		})
 	})
 }
 
@@ -246,6 +252,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.withTimeout(h.removeMember)(w, r, path[len("/v1/cluster/members/"):])
+	case path == streamPath:
+		if r.Method != http.MethodGet {
+			h.methodNotAllowed(w, "GET")
+			return
+		}
+		h.applyStream(w, r)
 	case path == applyPath:
 		if r.Method != http.MethodPost {
 			h.methodNotAllowed(w, "POST")

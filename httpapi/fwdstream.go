@@ -1,0 +1,270 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-kv/cairn/raftnode"
+)
+
+// Followers send forwarded writes to the leader over a few long-lived
+// connections instead of one HTTP request per pack: the follower asks for
+// streamPath with an HTTP Upgrade to streamProtocol, and from then on the
+// connection carries frames, one pack at a time. A pack frame is a uvarint
+// length and the same body as a POST to applyPath; the answer frame is a
+// uvarint length, then a status byte: streamOK and the answers a POST
+// would get, or streamRefused when the leader refused the pack before
+// applying any of it (the follower then sends it on the plain path).
+// Compared with an HTTP request this saves the request and header parsing
+// on both sides and two goroutine hand-offs in net/http's client: about
+// 0.1 ms on a lone forwarded write here.
+const (
+	streamPath     = "/v1/internal/apply-stream"
+	streamProtocol = "cairn-apply/1"
+
+	streamOK      byte = 0
+	streamRefused byte = 1
+)
+
+// maxPackBytes bounds a pack of forwarded writes.
+func (h *Handler) maxPackBytes() int64 { return 8<<20 + 4*h.cfg.MaxValueSize }
+
+// applyStream serves one follower's stream of forwarded writes (leader
+// side). It answers with a plain error when this node does not lead, so
+// the follower keeps to the plain path.
+func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), streamProtocol) {
+		h.writeError(w, badArg("this endpoint needs Upgrade: "+streamProtocol))
+		return
+	}
+	if !h.node.IsLeader() {
+		h.writeError(w, raftnode.ErrNotLeader)
+		return
+	}
+	rc := http.NewResponseController(w)
+	conn, brw, err := rc.Hijack()
+	if err != nil {
+		h.writeError(w, fmt.Errorf("cannot take over the connection: %w", err))
+		return
+	}
+	defer conn.Close()
+	// A drained handler (shutdown) ends the stream; so does Close of the
+	// connection by the follower.
+	stop := context.AfterFunc(h.drained, func() { conn.Close() })
+	defer stop()
+	conn.SetDeadline(time.Time{})
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n%s: %s\r\n\r\n",
+		streamProtocol, headerNode, h.node.ID())
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	for {
+		n, err := binary.ReadUvarint(brw)
+		if err != nil || n == 0 || int64(n) > h.maxPackBytes() {
+			return
+		}
+		data := make([]byte, n)
+		if _, err := io.ReadFull(brw, data); err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(h.drained, h.cfg.RequestTimeout)
+		answers, perr := h.applyPack(ctx, data)
+		cancel()
+		var out []byte
+		if perr != nil {
+			msg := perr.Error()
+			out = binary.AppendUvarint(nil, uint64(1+len(msg)))
+			out = append(out, streamRefused)
+			out = append(out, msg...)
+		} else {
+			size := 1
+			for _, a := range answers {
+				size += len(a)
+			}
+			out = binary.AppendUvarint(make([]byte, 0, size+binary.MaxVarintLen64), uint64(size))
+			out = append(out, streamOK)
+			for _, a := range answers {
+				out = append(out, a...)
+			}
+		}
+		if _, err := brw.Write(out); err != nil {
+			return
+		}
+		if err := brw.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// fwdConn is a follower's stream to the leader.
+type fwdConn struct {
+	conn net.Conn
+	br   *bufio.Reader
+	addr string // the leader's HTTP address
+	node string // the leader's ID, from its answer to the upgrade
+}
+
+// fwdStreams keeps a follower's idle streams to the leader.
+type fwdStreams struct {
+	mu   sync.Mutex
+	idle []*fwdConn
+	// noStream remembers until when an address refused streams (an older
+	// node, or one not leading), so packs go on the plain path meanwhile.
+	noStream map[string]time.Time
+}
+
+// errNoStream means no stream could be had: nothing was sent.
+var errNoStream = errors.New("httpapi: no stream to the leader")
+
+// get returns an idle stream to addr or opens one.
+func (s *fwdStreams) get(ctx context.Context, h *Handler, addr string) (*fwdConn, error) {
+	s.mu.Lock()
+	for len(s.idle) > 0 {
+		c := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		// A stream the leader closed meanwhile (it restarted, say) would
+		// fail the pack with an unknown outcome: check before sending.
+		if c.addr == addr && peerOpen(c.conn) {
+			s.mu.Unlock()
+			return c, nil
+		}
+		c.conn.Close()
+	}
+	if until, ok := s.noStream[addr]; ok && time.Now().Before(until) {
+		s.mu.Unlock()
+		return nil, errNoStream
+	}
+	s.mu.Unlock()
+	c, err := h.dialStream(ctx, addr)
+	if err != nil {
+		s.mu.Lock()
+		if s.noStream == nil {
+			s.noStream = map[string]time.Time{}
+		}
+		s.noStream[addr] = time.Now().Add(time.Second)
+		s.mu.Unlock()
+		return nil, errNoStream
+	}
+	return c, nil
+}
+
+// put keeps c for the next pack.
+func (s *fwdStreams) put(c *fwdConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle) >= forwardInflight {
+		c.conn.Close()
+		return
+	}
+	s.idle = append(s.idle, c)
+}
+
+// closeAll closes the idle streams.
+func (s *fwdStreams) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.idle {
+		c.conn.Close()
+	}
+	s.idle = nil
+}
+
+// dialStream opens a stream to the leader at addr with the forwarding
+// client's dialer (the one place node-to-node connections are made).
+func (h *Handler) dialStream(ctx context.Context, addr string) (*fwdConn, error) {
+	dial := (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	if t, ok := h.fwd.Transport.(*http.Transport); ok && t.DialContext != nil {
+		dial = t.DialContext
+	}
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+streamPath, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", streamProtocol)
+	req.Header.Set(headerHops, "1")
+	if err := req.Write(conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body.Close()
+		conn.Close()
+		return nil, fmt.Errorf("upgrade refused: %s", resp.Status)
+	}
+	conn.SetDeadline(time.Time{})
+	return &fwdConn{conn: conn, br: br, addr: addr, node: resp.Header.Get(headerNode)}, nil
+}
+
+// sendPackStream sends one pack over a stream and reads the answers. ok is
+// false when nothing was sent (no stream, or the leader refused the pack
+// before applying any of it): the caller then uses the plain path.
+func (h *Handler) sendPackStream(ctx context.Context, addr string, pack []byte, n int) (out []forwarded, ok bool) {
+	c, err := h.streams.get(ctx, h, addr)
+	if err != nil {
+		return nil, false
+	}
+	fail := func(err error) ([]forwarded, bool) {
+		c.conn.Close()
+		out := make([]forwarded, n)
+		for i := range out {
+			out[i] = forwarded{err: fmt.Errorf("%w: %v", raftnode.ErrUnknownOutcome, err)}
+		}
+		return out, true
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.conn.SetDeadline(dl)
+	}
+	frame := binary.AppendUvarint(make([]byte, 0, len(pack)+binary.MaxVarintLen64), uint64(len(pack)))
+	frame = append(frame, pack...)
+	if _, err := c.conn.Write(frame); err != nil {
+		// A stream the leader closed meanwhile (it restarted, or stopped
+		// leading and went away) fails here; whether any byte got there
+		// is unknown.
+		return fail(err)
+	}
+	size, err := binary.ReadUvarint(c.br)
+	if err != nil {
+		return fail(err)
+	}
+	if size == 0 || int64(size) > h.maxPackBytes() {
+		return fail(errors.New("malformed answer frame"))
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(c.br, data); err != nil {
+		return fail(err)
+	}
+	c.conn.SetDeadline(time.Time{})
+	if data[0] == streamRefused {
+		h.streams.put(c)
+		return nil, false
+	}
+	rd := bytes.NewReader(data[1:])
+	out = make([]forwarded, n)
+	for i := range out {
+		out[i] = readForwarded(rd)
+		out[i].node = c.node
+	}
+	h.streams.put(c)
+	return out, true
+}

@@ -1,0 +1,59 @@
+//go:build unix
+
+package httpapi
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// peerOpen tells an idle connection whose peer is there from one the peer
+// closed, and one with unexpected data from an idle one.
+func TestPeerOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := <-accepted
+	if !peerOpen(c) {
+		t.Fatal("an open, quiet connection reported closed")
+	}
+	srv.Write([]byte("x"))
+	deadline := time.Now().Add(5 * time.Second)
+	for peerOpen(c) {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection with unread data still reported usable")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	buf := make([]byte, 1)
+	c.Read(buf)
+	if !peerOpen(c) {
+		t.Fatal("after reading the data the connection is usable again")
+	}
+	srv.Close()
+	for peerOpen(c) {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection the peer closed still reported open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if a, b := net.Pipe(); !peerOpen(a) {
+		b.Close()
+		t.Fatal("a connection that cannot be checked must count as open")
+	}
+}
