@@ -28,9 +28,15 @@ import (
 // Compared with an HTTP request this saves the request and header parsing
 // on both sides and two goroutine hand-offs in net/http's client: about
 // 0.1 ms on a lone forwarded write here.
+//
+// A follower's linearizable reads ask the leader for read indexes the same
+// way, on streams upgraded to readIndexProtocol: each request frame is the
+// single byte 'r', each answer streamOK and the index as a uvarint, or
+// streamRefused and a message (no leader, not leading).
 const (
-	streamPath     = "/v1/internal/apply-stream"
-	streamProtocol = "cairn-apply/1"
+	streamPath        = "/v1/internal/apply-stream"
+	streamProtocol    = "cairn-apply/1"
+	readIndexProtocol = "cairn-read-index/1"
 
 	streamOK      byte = 0
 	streamRefused byte = 1
@@ -39,12 +45,37 @@ const (
 // maxPackBytes bounds a pack of forwarded writes.
 func (h *Handler) maxPackBytes() int64 { return 8<<20 + 4*h.cfg.MaxValueSize }
 
-// applyStream serves one follower's stream of forwarded writes (leader
-// side). It answers with a plain error when this node does not lead, so
-// the follower keeps to the plain path.
+// applyStream serves one follower's stream of forwarded writes or of read
+// index requests (leader side). It answers with a plain error when this
+// node does not lead, so the follower keeps to the plain path.
 func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), streamProtocol) {
-		h.writeError(w, badArg("this endpoint needs Upgrade: "+streamProtocol))
+	var serve func(ctx context.Context, frame []byte) ([]byte, error)
+	switch proto := r.Header.Get("Upgrade"); {
+	case strings.EqualFold(proto, streamProtocol):
+		serve = func(ctx context.Context, frame []byte) ([]byte, error) {
+			answers, err := h.applyPack(ctx, frame)
+			if err != nil {
+				return nil, err
+			}
+			var out []byte
+			for _, a := range answers {
+				out = append(out, a...)
+			}
+			return out, nil
+		}
+	case strings.EqualFold(proto, readIndexProtocol):
+		serve = func(ctx context.Context, frame []byte) ([]byte, error) {
+			if len(frame) != 1 || frame[0] != 'r' {
+				return nil, badArg("malformed read index request")
+			}
+			idx, err := h.node.ReadIndex(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return binary.AppendUvarint(nil, idx), nil
+		}
+	default:
+		h.writeError(w, badArg("this endpoint needs Upgrade: "+streamProtocol+" or "+readIndexProtocol))
 		return
 	}
 	if !h.node.IsLeader() {
@@ -64,7 +95,7 @@ func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	conn.SetDeadline(time.Time{})
 	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n%s: %s\r\n\r\n",
-		streamProtocol, headerNode, h.node.ID())
+		r.Header.Get("Upgrade"), headerNode, h.node.ID())
 	if err := brw.Flush(); err != nil {
 		return
 	}
@@ -78,24 +109,18 @@ func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(h.drained, h.cfg.RequestTimeout)
-		answers, perr := h.applyPack(ctx, data)
+		answer, serr := serve(ctx, data)
 		cancel()
 		var out []byte
-		if perr != nil {
-			msg := perr.Error()
+		if serr != nil {
+			msg := serr.Error()
 			out = binary.AppendUvarint(nil, uint64(1+len(msg)))
 			out = append(out, streamRefused)
 			out = append(out, msg...)
 		} else {
-			size := 1
-			for _, a := range answers {
-				size += len(a)
-			}
-			out = binary.AppendUvarint(make([]byte, 0, size+binary.MaxVarintLen64), uint64(size))
+			out = binary.AppendUvarint(make([]byte, 0, len(answer)+1+binary.MaxVarintLen64), uint64(1+len(answer)))
 			out = append(out, streamOK)
-			for _, a := range answers {
-				out = append(out, a...)
-			}
+			out = append(out, answer...)
 		}
 		if _, err := brw.Write(out); err != nil {
 			return
@@ -114,10 +139,13 @@ type fwdConn struct {
 	node string // the leader's ID, from its answer to the upgrade
 }
 
-// fwdStreams keeps a follower's idle streams to the leader.
+// fwdStreams keeps a follower's idle streams of one protocol to the
+// leader.
 type fwdStreams struct {
-	mu   sync.Mutex
-	idle []*fwdConn
+	proto string
+	max   int // idle streams kept
+	mu    sync.Mutex
+	idle  []*fwdConn
 	// noStream remembers until when an address refused streams (an older
 	// node, or one not leading), so packs go on the plain path meanwhile.
 	noStream map[string]time.Time
@@ -145,7 +173,7 @@ func (s *fwdStreams) get(ctx context.Context, h *Handler, addr string) (*fwdConn
 		return nil, errNoStream
 	}
 	s.mu.Unlock()
-	c, err := h.dialStream(ctx, addr)
+	c, err := h.dialStream(ctx, addr, s.proto)
 	if err != nil {
 		s.mu.Lock()
 		if s.noStream == nil {
@@ -162,7 +190,7 @@ func (s *fwdStreams) get(ctx context.Context, h *Handler, addr string) (*fwdConn
 func (s *fwdStreams) put(c *fwdConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.idle) >= forwardInflight {
+	if len(s.idle) >= s.max {
 		c.conn.Close()
 		return
 	}
@@ -181,7 +209,7 @@ func (s *fwdStreams) closeAll() {
 
 // dialStream opens a stream to the leader at addr with the forwarding
 // client's dialer (the one place node-to-node connections are made).
-func (h *Handler) dialStream(ctx context.Context, addr string) (*fwdConn, error) {
+func (h *Handler) dialStream(ctx context.Context, addr, proto string) (*fwdConn, error) {
 	dial := (&net.Dialer{Timeout: 5 * time.Second}).DialContext
 	if t, ok := h.fwd.Transport.(*http.Transport); ok && t.DialContext != nil {
 		dial = t.DialContext
@@ -195,7 +223,7 @@ func (h *Handler) dialStream(ctx context.Context, addr string) (*fwdConn, error)
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+streamPath, nil)
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", streamProtocol)
+	req.Header.Set("Upgrade", proto)
 	req.Header.Set(headerHops, "1")
 	if err := req.Write(conn); err != nil {
 		conn.Close()
@@ -216,31 +244,27 @@ func (h *Handler) dialStream(ctx context.Context, addr string) (*fwdConn, error)
 	return &fwdConn{conn: conn, br: br, addr: addr, node: resp.Header.Get(headerNode)}, nil
 }
 
-// sendPackStream sends one pack over a stream and reads the answers. ok is
-// false when nothing was sent (no stream, or the leader refused the pack
-// before applying any of it): the caller then uses the plain path.
-func (h *Handler) sendPackStream(ctx context.Context, addr string, pack []byte, n int) (out []forwarded, ok bool) {
-	c, err := h.streams.get(ctx, h, addr)
+// roundTrip sends one frame over a stream of pool to the leader at addr
+// and returns the answer after its status byte, and the leader's ID. sent
+// is false when nothing was sent (no stream could be had) or the leader
+// refused the frame whole (refused); err is set when the answer was lost
+// after the frame went out: its outcome is unknown.
+func (h *Handler) roundTrip(ctx context.Context, pool *fwdStreams, addr string, payload []byte) (answer []byte, node string, sent, refused bool, err error) {
+	c, err := pool.get(ctx, h, addr)
 	if err != nil {
-		return nil, false
+		return nil, "", false, false, nil
 	}
-	fail := func(err error) ([]forwarded, bool) {
+	fail := func(err error) ([]byte, string, bool, bool, error) {
 		c.conn.Close()
-		out := make([]forwarded, n)
-		for i := range out {
-			out[i] = forwarded{err: fmt.Errorf("%w: %v", raftnode.ErrUnknownOutcome, err)}
-		}
-		return out, true
+		return nil, c.node, true, false, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.conn.SetDeadline(dl)
 	}
-	frame := binary.AppendUvarint(make([]byte, 0, len(pack)+binary.MaxVarintLen64), uint64(len(pack)))
-	frame = append(frame, pack...)
+	frame := binary.AppendUvarint(make([]byte, 0, len(payload)+binary.MaxVarintLen64), uint64(len(payload)))
+	frame = append(frame, payload...)
 	if _, err := c.conn.Write(frame); err != nil {
-		// A stream the leader closed meanwhile (it restarted, or stopped
-		// leading and went away) fails here; whether any byte got there
-		// is unknown.
+		// Whether any byte got there is unknown.
 		return fail(err)
 	}
 	size, err := binary.ReadUvarint(c.br)
@@ -255,16 +279,50 @@ func (h *Handler) sendPackStream(ctx context.Context, addr string, pack []byte, 
 		return fail(err)
 	}
 	c.conn.SetDeadline(time.Time{})
+	pool.put(c)
 	if data[0] == streamRefused {
-		h.streams.put(c)
+		return nil, c.node, false, true, nil
+	}
+	return data[1:], c.node, true, false, nil
+}
+
+// sendPackStream sends one pack over a stream and reads the answers. ok is
+// false when nothing was sent (no stream, or the leader refused the pack
+// before applying any of it): the caller then uses the plain path.
+func (h *Handler) sendPackStream(ctx context.Context, addr string, pack []byte, n int) (out []forwarded, ok bool) {
+	answer, node, sent, _, err := h.roundTrip(ctx, &h.streams, addr, pack)
+	if !sent {
 		return nil, false
 	}
-	rd := bytes.NewReader(data[1:])
 	out = make([]forwarded, n)
+	if err != nil {
+		for i := range out {
+			out[i] = forwarded{err: fmt.Errorf("%w: %v", raftnode.ErrUnknownOutcome, err)}
+		}
+		return out, true
+	}
+	rd := bytes.NewReader(answer)
 	for i := range out {
 		out[i] = readForwarded(rd)
-		out[i].node = c.node
+		out[i].node = node
 	}
-	h.streams.put(c)
 	return out, true
+}
+
+// readIndexStream asks the leader at addr for a read index over a stream.
+// ok is false when no stream could be had or the leader refused: the
+// caller then asks on the plain path.
+func (h *Handler) readIndexStream(ctx context.Context, addr string) (uint64, bool, error) {
+	answer, _, sent, _, err := h.roundTrip(ctx, &h.riStreams, addr, []byte{'r'})
+	if !sent {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, true, err
+	}
+	idx, n := binary.Uvarint(answer)
+	if n <= 0 || idx == 0 {
+		return 0, true, fmt.Errorf("read index from %s: bad answer", addr)
+	}
+	return idx, true, nil
 }

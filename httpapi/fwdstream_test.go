@@ -16,7 +16,7 @@ import (
 
 // openStream upgrades a connection to tn's forwarded-write stream and
 // returns it with the answer to the upgrade.
-func openStream(t *testing.T, tn *inproc.Node) (net.Conn, *bufio.Reader, *http.Response) {
+func openStream(t *testing.T, tn *inproc.Node, proto ...string) (net.Conn, *bufio.Reader, *http.Response) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", tn.HTTPAddr, 5*time.Second)
 	if err != nil {
@@ -27,6 +27,9 @@ func openStream(t *testing.T, tn *inproc.Node) (net.Conn, *bufio.Reader, *http.R
 	req, _ := http.NewRequest(http.MethodGet, "http://"+tn.HTTPAddr+"/v1/internal/apply-stream", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "cairn-apply/1")
+	if len(proto) > 0 {
+		req.Header.Set("Upgrade", proto[0])
+	}
 	if err := req.Write(conn); err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +167,66 @@ func TestForwardingFollowsANewLeader(t *testing.T) {
 	r := call(t, f, "PUT", kvPath("lead/last"), []byte("z")).wantOK(t)
 	if got := r.Header.Get("X-Cairn-Node"); got != nl.ID {
 		t.Fatalf("write answered by %q, want the new leader %q", got, nl.ID)
+	}
+}
+
+// TestReadIndexStream: on a read index stream the leader answers each 'r'
+// with an index at least as high as every write it acknowledged, and
+// refuses anything else without ending the stream.
+func TestReadIndexStream(t *testing.T) {
+	c := inproc.Start(t, 1, inproc.Options{})
+	l := c.Leader(t)
+	conn, br, resp := openStream(t, l, "cairn-read-index/1")
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %s", resp.Status)
+	}
+	var last uint64
+	for i := 0; i < 3; i++ {
+		call(t, l, "PUT", kvPath(fmt.Sprintf("ri/%d", i)), []byte("x")).wantOK(t)
+		applied := l.Store.AppliedIndex()
+		ans := exchange(t, conn, br, []byte{'r'})
+		if len(ans) < 2 || ans[0] != 0 {
+			t.Fatalf("read index answer %v", ans)
+		}
+		idx, n := binary.Uvarint(ans[1:])
+		if n <= 0 || idx < applied || idx < last {
+			t.Fatalf("read index %d after applied %d (previous %d)", idx, applied, last)
+		}
+		last = idx
+	}
+	if ans := exchange(t, conn, br, []byte("rr")); ans[0] != 1 {
+		t.Fatalf("a malformed request: %v, want a refusal", ans)
+	}
+	if ans := exchange(t, conn, br, []byte{'r'}); ans[0] != 0 {
+		t.Fatalf("after a refusal: %v", ans)
+	}
+}
+
+// TestFollowerLinearizableReads: reads through a follower (which asks the
+// leader for read indexes over a stream) see every write acknowledged
+// before them, with many at once.
+func TestFollowerLinearizableReads(t *testing.T) {
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	f := c.Followers(l)[0]
+	for i := 0; i < 20; i++ {
+		key := kvPath(fmt.Sprintf("lin/%d", i%4))
+		call(t, l, "PUT", key, []byte(fmt.Sprint(i))).wantOK(t)
+		errs := make(chan error, 8)
+		for j := 0; j < 8; j++ {
+			go func() {
+				r := call(t, f, "GET", key, nil)
+				if r.Status != http.StatusOK || string(r.Body) != fmt.Sprint(i) {
+					errs <- fmt.Errorf("read %d: %d %q, want %q", i, r.Status, r.Body, fmt.Sprint(i))
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for j := 0; j < 8; j++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

@@ -99,9 +99,11 @@ type Handler struct {
 	fwd   *http.Client
 	ri    readIndexClient
 	fwdw  *batch.Batcher[[]byte, forwarded]
-	// streams are this node's idle connections carrying forwarded writes
-	// to the leader (see fwdstream.go).
-	streams fwdStreams
+	// streams and riStreams are this node's idle connections carrying
+	// forwarded writes, and read index requests, to the leader (see
+	// fwdstream.go).
+	streams   fwdStreams
+	riStreams fwdStreams
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -124,6 +126,7 @@ func (h *Handler) Close() {
 		time.AfterFunc(closeGrace, func() {
 			h.stopDrained()
 			h.streams.closeAll()
+			h.riStreams.closeAll()
 		})
 	})
 }
@@ -159,6 +162,8 @@ func New(cfg Config, node Node, st Store) (*Handler, error) {
 		Run:         h.sendWrites,
 	})
 	h.ri.h = h
+	h.streams = fwdStreams{proto: streamProtocol, max: forwardInflight}
+	h.riStreams = fwdStreams{proto: readIndexProtocol, max: 1}
 	return h, nil
 }
 

@@ -88,6 +88,9 @@ func (c *readIndexClient) fetch(ctx context.Context) (uint64, error) {
 	if addr == "" {
 		return 0, raftnode.ErrNotLeader // this node leads now
 	}
+	if idx, ok, err := c.h.readIndexStream(ctx, addr); ok {
+		return idx, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+readIndexPath, nil)
 	if err != nil {
 		return 0, err
