@@ -78,7 +78,7 @@ func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, badArg("this endpoint needs Upgrade: "+streamProtocol+" or "+readIndexProtocol))
 		return
 	}
-	if !h.node.IsLeader() {
+	if !h.node.IsLeader() || h.isClosing() {
 		h.writeError(w, raftnode.ErrNotLeader)
 		return
 	}
@@ -108,9 +108,18 @@ func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadFull(brw, data); err != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(h.drained, h.cfg.RequestTimeout)
-		answer, serr := serve(ctx, data)
-		cancel()
+		// A node shutting down takes no more frames: the follower sends
+		// this one on the plain path, which finds the next leader. (The
+		// server's Shutdown does not see hijacked connections.)
+		closing := !h.streamFrameBegin()
+		var answer []byte
+		serr := errStreamClosing
+		if !closing {
+			ctx, cancel := context.WithTimeout(h.drained, h.cfg.RequestTimeout)
+			answer, serr = serve(ctx, data)
+			cancel()
+			h.streamFrames.Done()
+		}
 		var out []byte
 		if serr != nil {
 			msg := serr.Error()
@@ -125,9 +134,36 @@ func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
 		if _, err := brw.Write(out); err != nil {
 			return
 		}
-		if err := brw.Flush(); err != nil {
+		if err := brw.Flush(); err != nil || closing {
 			return
 		}
+	}
+}
+
+// errStreamClosing refuses frames that reach a node shutting down.
+var errStreamClosing = errors.New("node is shutting down")
+
+// streamFrameBegin counts a frame in as being served, unless Close was
+// called: Close waits for the frames being served, since the server's
+// Shutdown does not see hijacked connections and Raft must not stop under
+// them.
+func (h *Handler) streamFrameBegin() bool {
+	h.streamMu.Lock()
+	defer h.streamMu.Unlock()
+	if h.isClosing() {
+		return false
+	}
+	h.streamFrames.Add(1)
+	return true
+}
+
+// isClosing reports whether Close was called.
+func (h *Handler) isClosing() bool {
+	select {
+	case <-h.closing:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -107,6 +107,10 @@ type Handler struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+	// streamMu orders Close against streamFrames, the frames of forwarded
+	// writes and read index requests being served on streams.
+	streamMu     sync.Mutex
+	streamFrames sync.WaitGroup
 	// drained is cancelled a moment after Close, ending requests still
 	// waiting (for a leader, say) so that shutdown stays prompt.
 	drained     context.Context
@@ -119,15 +123,30 @@ const closeGrace = 2 * time.Second
 // Close ends open watch streams at once (each gets a final error line
 // telling the client to resume elsewhere) and requests still running
 // after a short grace period, so that a server shutdown need not wait
-// for them.
+// for them. It returns once the batches of forwarded writes being applied
+// for followers are done (at most the grace period); later ones are
+// refused, and the followers send them on to the next leader.
 func (h *Handler) Close() {
 	h.closeOnce.Do(func() {
+		h.streamMu.Lock()
 		close(h.closing)
+		h.streamMu.Unlock()
 		time.AfterFunc(closeGrace, func() {
 			h.stopDrained()
 			h.streams.closeAll()
 			h.riStreams.closeAll()
 		})
+		// Frames being served on streams finish first (within the grace
+		// period): the server's Shutdown does not wait for them.
+		done := make(chan struct{})
+		go func() {
+			h.streamFrames.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeGrace):
+		}
 	})
 }
 
