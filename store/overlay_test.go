@@ -819,3 +819,54 @@ func TestTinyCommitInterval(t *testing.T) {
 	s.put("b", "2")
 	eventually(t, 2*time.Second, "the commit", func() bool { idx, _ := committed(t, s); return idx == s.AppliedIndex() })
 }
+
+// Commits that grow the file (so bbolt remaps, waiting for every open read
+// transaction) go through while readers keep reusing pooled transactions:
+// the pool is emptied and closed around every commit.
+func TestCommitsRemapWhileReadersPool(t *testing.T) {
+	defer func(n int) { initialMmapSize = n }(initialMmapSize)
+	initialMmapSize = 32 << 10 // remap on nearly every growing commit
+	s := openWithInterval(t, time.Millisecond)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.Get(fmt.Sprintf("grow/%05d", i%500))
+				s.List(ListOptions{Prefix: "grow/", Limit: 5})
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		value := bytes.Repeat([]byte("v"), 2000)
+		for i := 0; i < 500; i++ {
+			s.Apply([]Entry{{Index: s.AppliedIndex() + 1, Data: withNow(NewPut(fmt.Sprintf("grow/%05d", i), value, -1, 0)).Encode()}})
+			if i%50 == 0 {
+				s.Flush()
+			}
+		}
+		s.Flush()
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("commits that grow the file stalled behind pooled read transactions")
+	}
+	close(stop)
+	wg.Wait()
+	if idx, _ := committed(t, s); idx != s.AppliedIndex() {
+		t.Fatalf("committed index %d, applied %d", idx, s.AppliedIndex())
+	}
+	if kvs, _, _, err := s.List(ListOptions{Prefix: "grow/"}); err != nil || len(kvs) != 500 {
+		t.Fatalf("listed %d keys (%v), want 500", len(kvs), err)
+	}
+}
