@@ -66,11 +66,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// initialMmapSize is how much of fsm.db bbolt maps up front, so that
-// commits rarely have to remap (which waits for every open read
-// transaction). A variable so that tests can make remaps happen.
-var initialMmapSize = 1 << 30
-
 // DefaultCommitInterval is the default Config.CommitInterval.
 const DefaultCommitInterval = 250 * time.Millisecond
 
@@ -189,8 +184,6 @@ type Store struct {
 	// makes the overlay, revision and applied index move together.
 	ovMu sync.RWMutex
 	ov   map[string][]byte
-	// txs are read transactions of the last commit for readers to reuse.
-	txs txPool
 
 	applied  atomic.Uint64
 	revision atomic.Int64
@@ -236,7 +229,6 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.watchers.reset(s.revision.Load())
-	s.txs.reopen()
 	go s.flushLoop()
 	return s, nil
 }
@@ -252,7 +244,7 @@ func (s *Store) open(path string) (*bolt.DB, error) {
 		NoSync:          s.cfg.NoSync,
 		NoFreelistSync:  true,
 		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: initialMmapSize,
+		InitialMmapSize: 1 << 30,
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -336,7 +328,6 @@ func (s *Store) Close() error {
 	if s.cfg.NoSync {
 		err = s.db.Sync()
 	}
-	s.txs.close()
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
 	}
@@ -501,17 +492,14 @@ func (s *Store) read(pick func(ov map[string][]byte, rev int64), fn func(tx *bol
 	// file has everything, so a transaction begun under it is never older
 	// than the overlay it is paired with.
 	s.ovMu.RLock()
-	tx, epoch := s.txs.get()
-	if tx == nil {
-		var err error
-		if tx, err = s.db.Begin(false); err != nil {
-			s.ovMu.RUnlock()
-			return err
-		}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		s.ovMu.RUnlock()
+		return err
 	}
 	pick(s.ov, s.revision.Load())
 	s.ovMu.RUnlock()
-	defer s.txs.put(tx, epoch)
+	defer tx.Rollback()
 	return fn(tx)
 }
 
@@ -877,9 +865,6 @@ func (s *Store) commitLocked() {
 	if (s.wtx == nil && len(s.pending) == 0) || s.hasFailed() {
 		return
 	}
-	// Pooled read transactions would hold up a commit that grows the file
-	// (bbolt's remap waits for every open transaction).
-	s.txs.close()
 	for attempt := 0; ; attempt++ {
 		err := s.begin()
 		if err == nil {
@@ -899,7 +884,6 @@ func (s *Store) commitLocked() {
 	s.pending, s.pendingBytes = nil, 0
 	s.ovMu.Lock()
 	clear(s.ov)
-	s.txs.reopen()
 	s.ovMu.Unlock()
 }
 
@@ -1098,7 +1082,6 @@ func (s *Store) Restore(r io.Reader) error {
 	s.ovMu.Lock()
 	clear(s.ov)
 	s.ovMu.Unlock()
-	s.txs.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: restore: close: %w", err)
 	}
@@ -1114,7 +1097,6 @@ func (s *Store) Restore(r io.Reader) error {
 		return fmt.Errorf("store: restore: %w", err)
 	}
 	s.db = db
-	s.txs.reopen()
 	if err := s.load(); err != nil {
 		return fmt.Errorf("store: restore: %w", err)
 	}
