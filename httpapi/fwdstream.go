@@ -283,16 +283,17 @@ func (h *Handler) dialStream(ctx context.Context, addr, proto string) (*fwdConn,
 // roundTrip sends one frame over a stream of pool to the leader at addr
 // and returns the answer after its status byte, and the leader's ID. sent
 // is false when nothing was sent (no stream could be had) or the leader
-// refused the frame whole (refused); err is set when the answer was lost
-// after the frame went out: its outcome is unknown.
-func (h *Handler) roundTrip(ctx context.Context, pool *fwdStreams, addr string, payload []byte) (answer []byte, node string, sent, refused bool, err error) {
+// refused the frame whole: the caller then uses the plain path. err is set
+// when the answer was lost after the frame went out: its outcome is
+// unknown.
+func (h *Handler) roundTrip(ctx context.Context, pool *fwdStreams, addr string, payload []byte) (answer []byte, node string, sent bool, err error) {
 	c, err := pool.get(ctx, h, addr)
 	if err != nil {
-		return nil, "", false, false, nil
+		return nil, "", false, nil
 	}
-	fail := func(err error) ([]byte, string, bool, bool, error) {
+	fail := func(err error) ([]byte, string, bool, error) {
 		c.conn.Close()
-		return nil, c.node, true, false, err
+		return nil, c.node, true, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.conn.SetDeadline(dl)
@@ -317,16 +318,16 @@ func (h *Handler) roundTrip(ctx context.Context, pool *fwdStreams, addr string, 
 	c.conn.SetDeadline(time.Time{})
 	pool.put(c)
 	if data[0] == streamRefused {
-		return nil, c.node, false, true, nil
+		return nil, c.node, false, nil
 	}
-	return data[1:], c.node, true, false, nil
+	return data[1:], c.node, true, nil
 }
 
 // sendPackStream sends one pack over a stream and reads the answers. ok is
 // false when nothing was sent (no stream, or the leader refused the pack
 // before applying any of it): the caller then uses the plain path.
 func (h *Handler) sendPackStream(ctx context.Context, addr string, pack []byte, n int) (out []forwarded, ok bool) {
-	answer, node, sent, _, err := h.roundTrip(ctx, &h.streams, addr, pack)
+	answer, node, sent, err := h.roundTrip(ctx, &h.streams, addr, pack)
 	if !sent {
 		return nil, false
 	}
@@ -349,7 +350,7 @@ func (h *Handler) sendPackStream(ctx context.Context, addr string, pack []byte, 
 // ok is false when no stream could be had or the leader refused: the
 // caller then asks on the plain path.
 func (h *Handler) readIndexStream(ctx context.Context, addr string) (uint64, bool, error) {
-	answer, _, sent, _, err := h.roundTrip(ctx, &h.riStreams, addr, []byte{'r'})
+	answer, _, sent, err := h.roundTrip(ctx, &h.riStreams, addr, []byte{'r'})
 	if !sent {
 		return 0, false, nil
 	}

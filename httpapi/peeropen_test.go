@@ -52,8 +52,10 @@ func TestPeerOpen(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if a, b := net.Pipe(); !peerOpen(a) {
-		b.Close()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if !peerOpen(a) {
 		t.Fatal("a connection that cannot be checked must count as open")
 	}
 }

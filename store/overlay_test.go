@@ -815,7 +815,6 @@ func TestExpiredNonPositiveLimit(t *testing.T) {
 func TestTinyCommitInterval(t *testing.T) {
 	s := openWithInterval(t, time.Nanosecond)
 	s.put("a", "1")
-	time.Sleep(5 * time.Millisecond)
 	s.put("b", "2")
 	eventually(t, 2*time.Second, "the commit", func() bool { idx, _ := committed(t, s); return idx == s.AppliedIndex() })
 }

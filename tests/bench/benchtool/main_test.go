@@ -56,8 +56,11 @@ func TestReportCPU(t *testing.T) {
 	writeResult(t, filepath.Join(dir, "1-put.cairn.json"), put)
 	put.Ops, put.ClientCPUSeconds = 20000, 0.8
 	writeResult(t, filepath.Join(dir, "1-put.etcd.json"), put)
-	os.WriteFile(filepath.Join(dir, "1-put.cairn.cpu"), []byte("1.500\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "1-put.etcd.cpu"), []byte("4.000\n"), 0o644)
+	for name, v := range map[string]string{"1-put.cairn.cpu": "1.500\n", "1-put.etcd.cpu": "4.000\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var out bytes.Buffer
 	if err := report([]string{dir}, &out); err != nil {
 		t.Fatal(err)
