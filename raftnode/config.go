@@ -64,7 +64,8 @@ type Config struct {
 	MaxAppendEntries int
 	// MaxInflightProposals is how many log entries of client writes may be
 	// in flight before further writes wait and are packed together into
-	// one entry (group commit). Default 2.
+	// one entry (group commit). Default 1: measured, larger batches cost
+	// less CPU per write than more entries in flight.
 	MaxInflightProposals int
 	// SnapshotThreshold is how many log entries past the last snapshot
 	// trigger a new one. Default 8192.
@@ -95,7 +96,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout:   375 * time.Millisecond,
 		CommitTimeout:        20 * time.Millisecond,
 		MaxAppendEntries:     256,
-		MaxInflightProposals: 2,
+		MaxInflightProposals: 1,
 		SnapshotThreshold:    8192,
 		SnapshotInterval:     30 * time.Second,
 		TrailingLogs:         10240,
