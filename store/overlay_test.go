@@ -17,6 +17,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/cairn-kv/cairn/internal/mapped"
 )
 
 // longInterval keeps applied entries uncommitted for the whole test.
@@ -817,4 +819,44 @@ func TestTinyCommitInterval(t *testing.T) {
 	s.put("a", "1")
 	s.put("b", "2")
 	eventually(t, 2*time.Second, "the commit", func() bool { idx, _ := committed(t, s); return idx == s.AppliedIndex() })
+}
+
+// ReleasePages gives back the pages of the file's mapping that reads left
+// resident, and reads afterwards see the same data.
+func TestReleasePagesDropsResidentPages(t *testing.T) {
+	ts := mustOpenStore(t)
+	val := strings.Repeat("v", 1024)
+	for i := 0; i < 4000; i += 100 {
+		cmds := make([][]byte, 0, 100)
+		for j := i; j < i+100; j++ {
+			cmds = append(cmds, withNow(NewPut(fmt.Sprintf("k%05d", j), []byte(val), -1, 0)).Encode())
+		}
+		ts.applyRaw(EncodeBatch(cmds))
+	}
+	ts.Flush()
+	for i := 0; i < 4000; i++ {
+		ts.mustGet(fmt.Sprintf("k%05d", i))
+	}
+	before, err := mapped.Resident(ts.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before < 2<<20 {
+		t.Fatalf("after reading 4 MiB of values %d bytes of the file are resident; want most of it", before)
+	}
+	ts.ReleasePages()
+	after, err := mapped.Resident(ts.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after > before/4 {
+		t.Fatalf("resident %d bytes after ReleasePages, %d before", after, before)
+	}
+	for i := 0; i < 4000; i += 97 {
+		if kv := ts.mustGet(fmt.Sprintf("k%05d", i)); string(kv.Value) != val {
+			t.Fatalf("k%05d reads %d bytes after ReleasePages", i, len(kv.Value))
+		}
+	}
+	ts.Close()
+	ts.ReleasePages() // a closed store: nothing to do, no panic
 }

@@ -272,6 +272,29 @@ func (s *Store) open(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
+// ReleasePages drops this process's resident pages of the state
+// machine's file mapping: bbolt reads through the mapping, and every page
+// a commit rewrote and a later one read back stays resident (counted in
+// the process's RSS) although most are never read again. The pages stay
+// in the kernel's page cache; reads map back what they need. A read
+// transaction is held meanwhile, so bbolt cannot remap the file under
+// the call. It is safe at any time, and does nothing on a closed store.
+func (s *Store) ReleasePages() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return
+	}
+	defer tx.Rollback()
+	if _, err := mapped.Release(s.db.Path()); err != nil {
+		s.log.Debug("release mapped pages", "err", err)
+	}
+}
+
 // load reads the cached meta values from the current db.
 func (s *Store) load() error {
 	return s.db.View(func(tx *bolt.Tx) error {

@@ -5,8 +5,11 @@
 // stored, walks every page to rebuild it; cairn also reads every page to
 // verify a file before trusting it. Those walks leave the whole file
 // resident in the process (counted in its RSS) although nothing reads most
-// of it again. Release drops those pages from the process's mappings: they
-// stay in the kernel's page cache, and a later read maps them back in.
+// of it again; so do the pages that bbolt's commits write and later read
+// back. Release drops those pages from the process's mappings: they stay
+// in the kernel's page cache, and a later read maps them back in. PageOut
+// has the kernel reclaim them, page cache and all, and is safe without a
+// lock on the mapping.
 //go:build linux
 
 package mapped
@@ -20,11 +23,40 @@ import (
 	"syscall"
 )
 
+// madvPageout is MADV_PAGEOUT (Linux 5.4 and later), which the syscall
+// package does not name.
+const madvPageout = 21
+
 // Release drops the resident pages of every mapping of path in this
 // process (madvise MADV_DONTNEED, safe on the shared, read-only mappings
 // bbolt makes) and returns how many bytes of address space it covered. It
 // does nothing, without error, where /proc/self/maps does not exist.
+//
+// The caller must keep the mapping in place during the call (for bbolt,
+// hold a read transaction, which keeps it from remapping): were another
+// mapping put at the same addresses meanwhile, its pages would be lost.
 func Release(path string) (int64, error) {
+	return advise(path, syscall.MADV_DONTNEED)
+}
+
+// PageOut asks the kernel to reclaim the pages of every mapping of path in
+// this process (madvise MADV_PAGEOUT): they leave the process's resident
+// set and, unless something else maps them, the page cache too, so a later
+// read may go to the disk. Unlike Release it never loses data, whatever is
+// mapped at those addresses by the time the call reaches them, so it needs
+// no lock on the mapping. It returns how many bytes of address space it
+// covered; on a kernel without MADV_PAGEOUT it does nothing and returns
+// 0 and no error.
+func PageOut(path string) (int64, error) {
+	n, err := advise(path, madvPageout)
+	if err == syscall.EINVAL {
+		return 0, nil
+	}
+	return n, err
+}
+
+// advise applies madvise advice to every shared mapping of path.
+func advise(path string, advice int) (int64, error) {
 	want, err := filepath.Abs(path)
 	if err != nil {
 		return 0, err
@@ -54,10 +86,49 @@ func Release(path string) (int64, error) {
 		if err1 != nil || err2 != nil || hi <= lo {
 			continue
 		}
-		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), syscall.MADV_DONTNEED); e != 0 {
+		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), uintptr(advice)); e != 0 {
 			return total, e
 		}
 		total += int64(hi - lo)
+	}
+	return total, sc.Err()
+}
+
+// Resident returns how many bytes of this process's mappings of path are
+// resident (the sum of their Rss in /proc/self/smaps); 0 where that file
+// does not exist.
+func Resident(path string) (int64, error) {
+	want, err := filepath.Abs(path)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		if os.IsNotExist(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	defer f.Close()
+	var total int64
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(fields[0], ":") { // start-end perms offset dev inode path
+			in = len(fields) >= 6 && strings.Join(fields[5:], " ") == want
+			continue
+		}
+		if in && fields[0] == "Rss:" && len(fields) >= 2 {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			total += kb << 10
+		}
 	}
 	return total, sc.Err()
 }
