@@ -17,7 +17,6 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
-	"github.com/cairn-kv/cairn/internal/mapped"
 	"github.com/cairn-kv/cairn/raftnode/batch"
 	"github.com/cairn-kv/cairn/store"
 )
@@ -31,7 +30,7 @@ type Node struct {
 
 	raft      *raft.Raft
 	trans     *raft.NetworkTransport
-	logStore  *raftboltdb.BoltStore
+	logStore  *logStore
 	logs      raft.LogStore
 	snapshots *raft.FileSnapshotStore
 
@@ -92,13 +91,14 @@ func (n *Node) open() error {
 	hl := NewHCLogger(cfg.Logger, "raft", level)
 
 	var err error
-	n.logStore, err = raftboltdb.New(raftboltdb.Options{
+	bs, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 	})
 	if err != nil {
 		return fmt.Errorf("raftnode: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
+	n.logStore = &logStore{BoltStore: bs, path: filepath.Join(dir, "raft.db")}
 	// bbolt walked every page of the log to rebuild its free list; give
 	// those pages back (see internal/mapped).
 	n.releaseLogPages()
@@ -365,30 +365,20 @@ func (n *Node) Ready() bool {
 			// Start-up read the whole log (Raft scans it for
 			// configuration entries and replays it to the store); give
 			// those pages back now that the node is serving.
-			go n.pageOutLogPages()
+			go n.releaseLogPages()
 		}
 		return true
 	}
 	return false
 }
 
-// releaseLogPages drops the resident pages of the Raft log's mapping. Only
-// while nothing else uses the log: bbolt could remap it under the call.
+// releaseLogPages drops the resident pages of the Raft log's mapping
+// (see logStore.releasePages).
 func (n *Node) releaseLogPages() {
-	if _, err := mapped.Release(n.logPath()); err != nil {
+	if _, err := n.logStore.releasePages(); err != nil {
 		n.log.Debug("release mapped pages", "err", err)
 	}
 }
-
-// pageOutLogPages has the kernel reclaim the pages of the Raft log's
-// mapping; safe while the log is in use (see mapped.PageOut).
-func (n *Node) pageOutLogPages() {
-	if _, err := mapped.PageOut(n.logPath()); err != nil {
-		n.log.Debug("page out mapped pages", "err", err)
-	}
-}
-
-func (n *Node) logPath() string { return filepath.Join(n.cfg.DataDir, "raft", "raft.db") }
 
 // pageInterval is how often a serving node gives back the pages of its
 // files' mappings that bbolt's commits left resident.
@@ -414,7 +404,7 @@ func (n *Node) releasePages() {
 		if n.closed.Load() || !n.caughtUp.Load() {
 			continue
 		}
-		n.pageOutLogPages()
+		n.releaseLogPages()
 		n.store.ReleasePages()
 	}
 }

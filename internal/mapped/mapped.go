@@ -7,9 +7,7 @@
 // resident in the process (counted in its RSS) although nothing reads most
 // of it again; so do the pages that bbolt's commits write and later read
 // back. Release drops those pages from the process's mappings: they stay
-// in the kernel's page cache, and a later read maps them back in. PageOut
-// has the kernel reclaim them, page cache and all, and is safe without a
-// lock on the mapping.
+// in the kernel's page cache, and a later read maps them back in.
 //go:build linux
 
 package mapped
@@ -23,36 +21,17 @@ import (
 	"syscall"
 )
 
-// madvPageout is MADV_PAGEOUT (Linux 5.4 and later), which the syscall
-// package does not name.
-const madvPageout = 21
-
 // Release drops the resident pages of every mapping of path in this
 // process (madvise MADV_DONTNEED, safe on the shared, read-only mappings
 // bbolt makes) and returns how many bytes of address space it covered. It
 // does nothing, without error, where /proc/self/maps does not exist.
 //
 // The caller must keep the mapping in place during the call (for bbolt,
-// hold a read transaction, which keeps it from remapping): were another
-// mapping put at the same addresses meanwhile, its pages would be lost.
+// hold a read transaction or keep writers out, as bbolt remaps only in
+// one): were another mapping put at the same addresses meanwhile, its
+// pages would be lost.
 func Release(path string) (int64, error) {
 	return advise(path, syscall.MADV_DONTNEED)
-}
-
-// PageOut asks the kernel to reclaim the pages of every mapping of path in
-// this process (madvise MADV_PAGEOUT): they leave the process's resident
-// set and, unless something else maps them, the page cache too, so a later
-// read may go to the disk. Unlike Release it never loses data, whatever is
-// mapped at those addresses by the time the call reaches them, so it needs
-// no lock on the mapping. It returns how many bytes of address space it
-// covered; on a kernel without MADV_PAGEOUT it does nothing and returns
-// 0 and no error.
-func PageOut(path string) (int64, error) {
-	n, err := advise(path, madvPageout)
-	if err == syscall.EINVAL {
-		return 0, nil
-	}
-	return n, err
 }
 
 // advise applies madvise advice to every shared mapping of path.

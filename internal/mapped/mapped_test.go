@@ -25,12 +25,6 @@ func TestReleaseDropsResidentPages(t *testing.T) {
 	testDropsResidentPages(t, Release)
 }
 
-// PageOut does the same (on a kernel without MADV_PAGEOUT, older than
-// 5.4, it covers nothing and the test fails: cairn's CI kernels have it).
-func TestPageOutDropsResidentPages(t *testing.T) {
-	testDropsResidentPages(t, PageOut)
-}
-
 func testDropsResidentPages(t *testing.T, drop func(string) (int64, error)) {
 	path := filepath.Join(t.TempDir(), "data file") // a space, as paths may have
 	const size = 8 << 20
