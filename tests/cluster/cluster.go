@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairn-kv/cairn/internal/freeport"
 )
 
 // Defaults of the waits; see the With options.
@@ -126,30 +127,9 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
-var (
-	portMu    sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// FreePort finds a free TCP port on ip (such as "127.0.0.1") by listening
-// on port 0 and closing; a port is handed out once per test binary.
-func FreePort(ip string) (int, error) {
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("listen on %s: %w", ip, err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !portsUsed[p] {
-			portsUsed[p] = true
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free port")
-}
+// FreePort finds a free TCP port on ip (such as "127.0.0.1"), below the
+// ephemeral range and handed out once per test binary (internal/freeport).
+func FreePort(ip string) (int, error) { return freeport.Port(ip) }
 
 // newNode makes (but does not start) node id with fresh ports. mode is the
 // cluster-forming flags (--bootstrap, --join ..., --initial-cluster ...),

@@ -8,26 +8,27 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-kv/cairn/httpapi"
+	"github.com/cairn-kv/cairn/internal/freeport"
 	"github.com/cairn-kv/cairn/raftnode"
 	"github.com/cairn-kv/cairn/store"
 )
 
 // FreeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago; Raft needs a fixed port to advertise before it listens.
+// ago (see internal/freeport); Raft needs a fixed port to advertise before
+// it listens.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port("127.0.0.1")
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 }
 
 // WaitFor polls cond every 10ms until it returns nil, failing the test
