@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -287,7 +289,10 @@ func (c *Cluster) Stop(tn *Node) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := tn.srv.Shutdown(ctx); err != nil {
-		c.t.Errorf("http shutdown of %s: %v", tn.ID, err)
+		// Show what the requests still in flight are waiting on.
+		var stacks strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		c.t.Errorf("http shutdown of %s: %v; goroutines:\n%s", tn.ID, err, stacks.String())
 	}
 	if err := tn.Raft.Shutdown(); err != nil {
 		c.t.Errorf("shutdown %s: %v", tn.ID, err)
