@@ -161,6 +161,11 @@ func (n *Node) self() store.Member {
 	return store.Member{ID: n.cfg.ID, RaftAddr: n.cfg.RaftAdvertiseAddr, HTTPAddr: n.cfg.HTTPAdvertiseAddr}
 }
 
+// Registered reports whether this node has finished registering: it has
+// seen itself as a voter at its advertised Raft address with its HTTP
+// address recorded, and no longer asks to join.
+func (n *Node) Registered() bool { return n.regDone.Load() }
+
 // registered reports whether this node is a voter at its advertised Raft
 // address and the store holds its current HTTP address.
 func (n *Node) registered() bool {
@@ -172,6 +177,11 @@ func (n *Node) registered() bool {
 	in := false
 	for _, s := range f.Configuration().Servers {
 		in = in || (string(s.ID) == me.ID && string(s.Address) == me.RaftAddr && s.Suffrage == raft.Voter)
+	}
+	if in {
+		// A node removed right after it joined may never be seen in the
+		// configuration by watchRemoval's slower ticks.
+		n.wasMember.Store(true)
 	}
 	rec, ok := n.store.Member(me.ID)
 	return in && ok && rec == me
@@ -187,6 +197,7 @@ func (n *Node) register() {
 	for n.ctx.Err() == nil {
 		if n.registered() {
 			n.log.Info("member registered", "id", n.cfg.ID, "http_addr", n.cfg.HTTPAdvertiseAddr)
+			n.regDone.Store(true)
 			return
 		}
 		var err error

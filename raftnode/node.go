@@ -46,6 +46,11 @@ type Node struct {
 	notifyCh <-chan bool
 
 	removed chan struct{} // closed when Raft stops because this node was removed
+	// wasMember is set once this node has seen itself in the cluster's
+	// configuration (watchRemoval or registered), so that leaving it
+	// means removal.
+	wasMember atomic.Bool
+	regDone   atomic.Bool // register has finished
 
 	caughtUp   atomic.Bool
 	catchUpIdx atomic.Uint64
@@ -201,7 +206,6 @@ func (n *Node) watchRemoval() {
 	defer n.wg.Done()
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	wasMember := false
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -217,8 +221,10 @@ func (n *Node) watchRemoval() {
 			for _, s := range f.Configuration().Servers {
 				in = in || string(s.ID) == n.cfg.ID
 			}
-			removed = wasMember && !in
-			wasMember = wasMember || in
+			if in {
+				n.wasMember.Store(true)
+			}
+			removed = n.wasMember.Load() && !in
 		}
 		if removed {
 			n.log.Warn("this node was removed from the cluster")

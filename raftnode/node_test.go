@@ -419,3 +419,27 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 	rev = c.Put(t, "after-install", "1")
 	inproc.WaitRevision(t, rev, nn)
 }
+
+// A node removed right after it joined, sooner than the removal watch's
+// ticks, still notices its removal.
+func TestRemovedRightAfterJoining(t *testing.T) {
+	c := inproc.Start(t, 3, inproc.Options{})
+	l := c.Leader(t)
+	n4 := c.AddNode()
+	c.MustStart(n4)
+	inproc.WaitFor(t, 10*time.Second, "n4 to be registered", func() error {
+		if !n4.Raft.Registered() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if err := l.Raft.RemoveMember(inproc.Context(t, 5*time.Second), n4.ID); err != nil {
+		t.Fatalf("RemoveMember(n4): %v", err)
+	}
+	select {
+	case <-n4.Raft.Removed():
+	case <-time.After(10 * time.Second):
+		ms, err := n4.Raft.Members()
+		t.Fatalf("n4 did not notice its removal within 10s; it sees %+v %v, status %+v", ms, err, n4.Raft.Status())
+	}
+}
