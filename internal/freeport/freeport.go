@@ -31,15 +31,34 @@ var (
 
 // Port returns a TCP port on ip (such as "127.0.0.1") that nothing listens
 // on, below the ephemeral range, never the same one twice in a process.
+// Where the ephemeral range leaves no room below it, Port falls back to a
+// port the kernel picks (listening on port 0).
 func Port(ip string) (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
-	high := ephemeralLow()
-	if high-lowest < 1000 {
-		return 0, fmt.Errorf("ephemeral ports start at %d: no room below them", high)
+	if high := ephemeralLow(); high-lowest >= 1000 {
+		return pick(ip, lowest, high)
 	}
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("freeport: listen on %s: %w", ip, err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !used[p] {
+			used[p] = true
+			return p, nil
+		}
+	}
+	return 0, errors.New("freeport: no free port found")
+}
+
+// pick returns a random port in [lo, hi) on ip that nothing listens on and
+// that was not handed out before; mu is held.
+func pick(ip string, lo, hi int) (int, error) {
 	for range 200 {
-		p := lowest + rand.IntN(high-lowest)
+		p := lo + rand.IntN(hi-lo)
 		if used[p] {
 			continue
 		}
@@ -51,7 +70,7 @@ func Port(ip string) (int, error) {
 		used[p] = true
 		return p, nil
 	}
-	return 0, errors.New("freeport: no free port found")
+	return 0, fmt.Errorf("freeport: no free port in [%d, %d)", lo, hi)
 }
 
 // ephemeralLow returns the first port of the kernel's ephemeral range

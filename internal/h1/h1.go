@@ -112,9 +112,13 @@ func (c *Conn) Close() error {
 //
 // Any error closes the connection (the next Do dials again) and names the
 // server's address. Only one thing is retried: an idempotent request
-// (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) that found a reused keep-alive
-// connection closed by the server before any byte of the response came
-// back is sent again, once, on a new connection, as net/http does.
+// (RFC 9110: GET, HEAD, PUT, DELETE, OPTIONS, TRACE) that found a reused
+// keep-alive connection closed by the server before any byte of the
+// response came back is sent again, once, on a new connection. net/http
+// does the same for GET, HEAD, OPTIONS and TRACE, but replays a PUT or a
+// DELETE only with an Idempotency-Key: a server that applied one and died
+// before answering sees it twice (for cairn, a second revision of the
+// same value).
 func (c *Conn) Do(ctx context.Context, method, path string, body []byte, dst []byte) (status int, respBody []byte, err error) {
 	dst = dst[:0]
 	if err := ctx.Err(); err != nil {

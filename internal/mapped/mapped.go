@@ -31,12 +31,7 @@ import (
 // one): were another mapping put at the same addresses meanwhile, its
 // pages would be lost.
 func Release(path string) (int64, error) {
-	return advise(path, syscall.MADV_DONTNEED)
-}
-
-// advise applies madvise advice to every shared mapping of path.
-func advise(path string, advice int) (int64, error) {
-	want, err := filepath.Abs(path)
+	want, err := resolve(path)
 	if err != nil {
 		return 0, err
 	}
@@ -65,7 +60,7 @@ func advise(path string, advice int) (int64, error) {
 		if err1 != nil || err2 != nil || hi <= lo {
 			continue
 		}
-		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), uintptr(advice)); e != 0 {
+		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(lo), uintptr(hi-lo), syscall.MADV_DONTNEED); e != 0 {
 			return total, e
 		}
 		total += int64(hi - lo)
@@ -77,7 +72,7 @@ func advise(path string, advice int) (int64, error) {
 // resident (the sum of their Rss in /proc/self/smaps); 0 where that file
 // does not exist.
 func Resident(path string) (int64, error) {
-	want, err := filepath.Abs(path)
+	want, err := resolve(path)
 	if err != nil {
 		return 0, err
 	}
@@ -110,4 +105,17 @@ func Resident(path string) (int64, error) {
 		}
 	}
 	return total, sc.Err()
+}
+
+// resolve returns path as /proc/self/maps names it: absolute, with
+// symbolic links resolved (a data directory may sit behind one).
+func resolve(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real, nil
+	}
+	return abs, nil
 }
