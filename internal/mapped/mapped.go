@@ -31,15 +31,8 @@ import (
 // one): were another mapping put at the same addresses meanwhile, its
 // pages would be lost.
 func Release(path string) (int64, error) {
-	want, err := resolve(path)
-	if err != nil {
-		return 0, err
-	}
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		if os.IsNotExist(err) {
-			return 0, nil
-		}
+	want, f, err := open(path, "/proc/self/maps")
+	if f == nil {
 		return 0, err
 	}
 	defer f.Close()
@@ -72,15 +65,8 @@ func Release(path string) (int64, error) {
 // resident (the sum of their Rss in /proc/self/smaps); 0 where that file
 // does not exist.
 func Resident(path string) (int64, error) {
-	want, err := resolve(path)
-	if err != nil {
-		return 0, err
-	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		if os.IsNotExist(err) {
-			return 0, nil
-		}
+	want, f, err := open(path, "/proc/self/smaps")
+	if f == nil {
 		return 0, err
 	}
 	defer f.Close()
@@ -105,6 +91,23 @@ func Resident(path string) (int64, error) {
 		}
 	}
 	return total, sc.Err()
+}
+
+// open resolves path (see resolve) and opens the /proc file proc. f is nil
+// when proc cannot be read: err says why, or is nil where proc does not
+// exist.
+func open(path, proc string) (want string, f *os.File, err error) {
+	if want, err = resolve(path); err != nil {
+		return "", nil, err
+	}
+	f, err = os.Open(proc)
+	if os.IsNotExist(err) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return want, f, nil
 }
 
 // resolve returns path as /proc/self/maps names it: absolute, with
