@@ -26,8 +26,9 @@ import (
 
 // Drivers of `cairn bench`: how requests reach the cluster.
 const (
-	// driverHTTP sends bare HTTP requests: no JSON, no retries, bodies
-	// drained into a per-worker buffer.
+	// driverHTTP sends bare HTTP/1.1 requests over keep-alive connections
+	// of each worker's own (internal/h1; net/http for https endpoints): no
+	// JSON, no retries, little client CPU.
 	driverHTTP = "http"
 	// driverClient goes through the Go client package, without retries.
 	driverClient = "client"
@@ -91,7 +92,7 @@ flags and JSON output.`,
 	f.BoolVar(&o.Prefill, "prefill", false, "write every key once before the run (unmeasured)")
 	f.StringVarP(&o.output, "output", "o", outputTable, "output format: table (for people) or json (for scripts)")
 	f.BoolVar(&o.progress, "progress", false, "draw the progress bar even when standard error is not a terminal")
-	f.StringVar(&o.driver, "driver", driverHTTP, "http (lean HTTP requests) or client (the Go client package)")
+	f.StringVar(&o.driver, "driver", driverHTTP, "http (bare HTTP/1.1 requests, little client CPU) or client (the Go client package)")
 	f.DurationVar(&o.Timeout, "timeout", d.Timeout, "time limit of each operation")
 	f.Uint64Var(&o.Seed, "seed", 0, "seed of the key choice and values (0: a fixed default)")
 	_ = cmd.RegisterFlagCompletionFunc("workload", cobra.FixedCompletions(
