@@ -28,7 +28,8 @@ import (
 const (
 	// driverHTTP sends bare HTTP/1.1 requests over keep-alive connections
 	// of each worker's own (internal/h1; net/http for https endpoints): no
-	// JSON, no retries, little client CPU.
+	// JSON, little client CPU, and no retries but the resend of a request
+	// that found its keep-alive connection closed by the server.
 	driverHTTP = "http"
 	// driverClient goes through the Go client package, without retries.
 	driverClient = "client"
