@@ -105,10 +105,11 @@ type Node struct {
 	// API is the handler the running node's HTTP server runs.
 	API *httpapi.Handler
 
-	c   *Cluster
-	srv *http.Server
-	fwd *http.Client
-	up  bool
+	c     *Cluster
+	srv   *http.Server
+	conns connStates
+	fwd   *http.Client
+	up    bool
 }
 
 // Cluster is a set of Nodes in one process.
@@ -256,7 +257,7 @@ func (c *Cluster) Start(tn *Node) error {
 		st.Close()
 		return err
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ConnState: tn.conns.track}
 	go srv.Serve(ln)
 	c.mu.Lock()
 	tn.Store, tn.Raft, tn.API, tn.srv, tn.fwd, tn.up = st, node, api, srv, hcfg.ForwardClient, true
@@ -270,6 +271,42 @@ func (c *Cluster) MustStart(tn *Node) {
 	if err := c.Start(tn); err != nil {
 		c.t.Fatalf("start %s: %v", tn.ID, err)
 	}
+}
+
+// connStates records the state of each HTTP connection of a node, to show
+// which ones a shutdown waits for.
+type connStates struct {
+	mu sync.Mutex
+	m  map[net.Conn]connState
+}
+
+type connState struct {
+	state http.ConnState
+	since time.Time
+}
+
+func (cs *connStates) track(c net.Conn, st http.ConnState) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.m == nil {
+		cs.m = map[net.Conn]connState{}
+	}
+	if st == http.StateClosed || st == http.StateHijacked {
+		delete(cs.m, c)
+		return
+	}
+	cs.m[c] = connState{st, time.Now()}
+}
+
+// String lists the connections not yet closed or hijacked.
+func (cs *connStates) String() string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var b strings.Builder
+	for c, st := range cs.m {
+		fmt.Fprintf(&b, "[%s %s for %v] ", c.RemoteAddr(), st.state, time.Since(st.since).Round(time.Millisecond))
+	}
+	return b.String()
 }
 
 // Stop shuts tn down: leadership, HTTP, Raft, then the store. Its data
@@ -288,11 +325,21 @@ func (c *Cluster) Stop(tn *Node) {
 	tn.API.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := tn.srv.Shutdown(ctx); err != nil {
-		// Show what the requests still in flight are waiting on.
+	// Should the shutdown time out, show what the connections still open
+	// were doing, and the goroutines, a second before it gave up.
+	snapped := make(chan string, 1)
+	snap := time.AfterFunc(4*time.Second, func() {
 		var stacks strings.Builder
 		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
-		c.t.Errorf("http shutdown of %s: %v; goroutines:\n%s", tn.ID, err, stacks.String())
+		snapped <- tn.conns.String() + "\ngoroutines:\n" + stacks.String()
+	})
+	err := tn.srv.Shutdown(ctx)
+	var stalled string
+	if !snap.Stop() {
+		stalled = <-snapped
+	}
+	if err != nil {
+		c.t.Errorf("http shutdown of %s: %v; at 4s, connections %s", tn.ID, err, stalled)
 	}
 	if err := tn.Raft.Shutdown(); err != nil {
 		c.t.Errorf("shutdown %s: %v", tn.ID, err)
