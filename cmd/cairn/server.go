@@ -237,6 +237,7 @@ func runServer(ctx context.Context, o *serverOptions) error {
 		return err
 	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpapi.CloseNewConnsOnShutdown(srv)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if o.pprofAddr != "" {

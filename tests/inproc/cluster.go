@@ -258,6 +258,7 @@ func (c *Cluster) Start(tn *Node) error {
 		return err
 	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ConnState: tn.conns.track}
+	httpapi.CloseNewConnsOnShutdown(srv)
 	go srv.Serve(ln)
 	c.mu.Lock()
 	tn.Store, tn.Raft, tn.API, tn.srv, tn.fwd, tn.up = st, node, api, srv, hcfg.ForwardClient, true
