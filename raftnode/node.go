@@ -96,14 +96,15 @@ func (n *Node) open() error {
 	hl := NewHCLogger(cfg.Logger, "raft", level)
 
 	var err error
+	logPath := filepath.Join(dir, "raft.db")
 	bs, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(dir, "raft.db"),
+		Path:        logPath,
 		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
 	})
 	if err != nil {
-		return fmt.Errorf("raftnode: open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
+		return fmt.Errorf("raftnode: open raft log %s: %w", logPath, err)
 	}
-	n.logStore = &logStore{BoltStore: bs, path: filepath.Join(dir, "raft.db")}
+	n.logStore = &logStore{BoltStore: bs, path: logPath}
 	// bbolt walked every page of the log to rebuild its free list; give
 	// those pages back (see internal/mapped).
 	n.releaseLogPages()
