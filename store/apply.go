@@ -62,6 +62,10 @@ func (a *applier) apply(cmd *Command) (*Result, error) {
 
 // get reads a live key at the command's time.
 func (a *applier) get(key string, now int64, withValue bool) (KV, bool, error) {
+	if !withValue {
+		kv, ok, err := a.lookup(key)
+		return kv, ok && kv.live(now), err
+	}
 	v := a.tx.Bucket(bucketKV).Get([]byte(key))
 	if v == nil {
 		return KV{}, false, nil
@@ -191,13 +195,12 @@ func ttlKey(expiresAt int64, key string) []byte {
 }
 
 func (a *applier) put(op *TxnOp, rev, now int64) error {
-	kvb := a.tx.Bucket(bucketKV)
 	kv := KV{Key: op.Key, Value: op.Value, ModRevision: rev, CreateRevision: rev, Version: 1, ExpiresAt: op.ExpiresAt}
-	if raw := kvb.Get([]byte(op.Key)); raw != nil {
-		old, err := decodeRecord(op.Key, raw, false)
-		if err != nil {
-			return err
-		}
+	old, exists, err := a.lookup(op.Key)
+	if err != nil {
+		return err
+	}
+	if exists {
 		if old.ExpiresAt != 0 {
 			if err := a.tx.Bucket(bucketTTL).Delete(ttlKey(old.ExpiresAt, op.Key)); err != nil {
 				return err
@@ -209,9 +212,10 @@ func (a *applier) put(op *TxnOp, rev, now int64) error {
 		}
 	}
 	rec := encodeRecord(op.Key, &kv)
-	if err := kvb.Put([]byte(op.Key), rec); err != nil {
+	if err := a.tx.Bucket(bucketKV).Put([]byte(op.Key), rec); err != nil {
 		return err
 	}
+	a.remember(op.Key, &kv)
 	a.changes = append(a.changes, kvChange{key: op.Key, rec: rec})
 	if kv.ExpiresAt != 0 {
 		if err := a.tx.Bucket(bucketTTL).Put(ttlKey(kv.ExpiresAt, op.Key), nil); err != nil {
@@ -247,13 +251,8 @@ func (a *applier) delete(op *TxnOp, rev, now int64) (int64, error) {
 // deleteKey removes key, if present and (when mod >= 0) at mod revision
 // mod, and returns 1 if a live key was deleted.
 func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
-	kvb := a.tx.Bucket(bucketKV)
-	raw := kvb.Get([]byte(key))
-	if raw == nil {
-		return 0, nil
-	}
-	old, err := decodeRecord(key, raw, false)
-	if err != nil {
+	old, exists, err := a.lookup(key)
+	if err != nil || !exists {
 		return 0, err
 	}
 	if mod >= 0 && old.ModRevision != mod {
@@ -269,9 +268,10 @@ func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
 			return 0, err
 		}
 	}
-	if err := kvb.Delete([]byte(key)); err != nil {
+	if err := a.tx.Bucket(bucketKV).Delete([]byte(key)); err != nil {
 		return 0, err
 	}
+	a.remember(key, nil)
 	a.changes = append(a.changes, kvChange{key: key})
 	a.events = append(a.events, Event{Type: OpDelete, KV: KV{Key: key, ModRevision: rev, CreateRevision: old.CreateRevision}})
 	return 1, nil
@@ -354,4 +354,52 @@ func (a *applier) idemStore(cmd *Command, r *Result) error {
 		}
 	}
 	return meta.Put(metaIdemCount, putU64(count))
+}
+
+// maxRecent bounds Store.recent; when it is full it starts over empty.
+const maxRecent = 1 << 16
+
+// recentKey is what a write needs of a key's record (all but the value), as
+// the open write transaction has it.
+type recentKey struct {
+	create, mod, version, expires int64
+	present                       bool
+}
+
+// lookup returns key's record without its value, whether or not it has
+// expired, from Store.recent when the key was read or written lately, and
+// from the write transaction otherwise. A write needs the old record's
+// revisions and expiry; this spares it a bbolt search for keys written
+// often.
+func (a *applier) lookup(key string) (KV, bool, error) {
+	if r, ok := a.s.recent[key]; ok {
+		if !r.present {
+			return KV{}, false, nil
+		}
+		return KV{Key: key, CreateRevision: r.create, ModRevision: r.mod, Version: r.version, ExpiresAt: r.expires}, true, nil
+	}
+	raw := a.tx.Bucket(bucketKV).Get([]byte(key))
+	if raw == nil {
+		a.remember(key, nil)
+		return KV{}, false, nil
+	}
+	kv, err := decodeRecord(key, raw, false)
+	if err != nil {
+		return KV{}, false, err
+	}
+	a.remember(key, &kv)
+	return kv, true, nil
+}
+
+// remember records key's record in the write transaction (nil: none) in
+// Store.recent.
+func (a *applier) remember(key string, kv *KV) {
+	if len(a.s.recent) >= maxRecent {
+		clear(a.s.recent)
+	}
+	if kv == nil {
+		a.s.recent[key] = recentKey{}
+		return
+	}
+	a.s.recent[key] = recentKey{create: kv.CreateRevision, mod: kv.ModRevision, version: kv.Version, expires: kv.ExpiresAt, present: true}
 }

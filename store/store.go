@@ -67,7 +67,7 @@ type Config struct {
 }
 
 // DefaultCommitInterval is the default Config.CommitInterval.
-const DefaultCommitInterval = 250 * time.Millisecond
+const DefaultCommitInterval = time.Second
 
 // maxPendingEntries and maxPendingBytes bound what an open write
 // transaction holds before it is committed early.
@@ -185,6 +185,13 @@ type Store struct {
 	ovMu sync.RWMutex
 	ov   map[string][]byte
 
+	// recent mirrors the records of keys wtx read or wrote lately, without
+	// their values, so a write need not search bbolt for the record it
+	// replaces. It must always agree with wtx: it is emptied whenever wtx
+	// is dropped uncommitted (rollback, a failed commit, Restore), and a
+	// commit leaves it valid. Only the holder of applyMu touches it.
+	recent map[string]recentKey
+
 	applied  atomic.Uint64
 	revision atomic.Int64
 	members  atomic.Pointer[map[string]Member]
@@ -214,7 +221,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg.CommitInterval = DefaultCommitInterval
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{}), failed: make(chan struct{}),
-		ov: map[string][]byte{}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
+		ov: map[string][]byte{}, recent: map[string]recentKey{}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
 	s.watchers.init()
 	if err := markDirty(cfg.Path, cfg.NoSync); err != nil {
 		return nil, err
@@ -863,8 +870,11 @@ func (s *Store) begin() error {
 		return err
 	}
 	if len(s.pending) > 0 {
+		// recent was emptied when the last transaction was lost; the
+		// redo fills it again from the committed file.
 		if _, err := s.applyTx(tx, s.pending, nil); err != nil {
 			_ = tx.Rollback()
+			clear(s.recent)
 			return err
 		}
 	}
@@ -879,6 +889,7 @@ func (s *Store) rollback() {
 		_ = s.wtx.Rollback()
 		s.wtx = nil
 	}
+	clear(s.recent)
 }
 
 // commitLocked commits the open write transaction, retrying (and redoing
@@ -893,6 +904,11 @@ func (s *Store) commitLocked() {
 		if err == nil {
 			err = s.wtx.Commit()
 			s.wtx = nil
+			if err != nil {
+				// bbolt rolled the transaction back: what recent
+				// holds of it is gone from the file.
+				clear(s.recent)
+			}
 		}
 		if err == nil || errors.Is(err, ErrClosed) {
 			break
