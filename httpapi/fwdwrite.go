@@ -155,8 +155,12 @@ const (
 	answerNotLeader byte = 2
 )
 
+// errBadAnswer is a forwarded write's outcome when the leader's answer
+// cannot be read.
+var errBadAnswer = fmt.Errorf("%w: malformed answer from the leader", raftnode.ErrUnknownOutcome)
+
 func readForwarded(rd *bytes.Reader) forwarded {
-	bad := forwarded{err: fmt.Errorf("%w: malformed answer from the leader", raftnode.ErrUnknownOutcome)}
+	bad := forwarded{err: errBadAnswer}
 	kind, err := rd.ReadByte()
 	if err != nil {
 		return bad
@@ -248,9 +252,7 @@ func (h *Handler) applyPack(ctx context.Context, data []byte) ([][]byte, error) 
 		cmds[i] = cmd
 	}
 	now := time.Now().UnixNano()
-	answers := make([][]byte, n)
-	var wg sync.WaitGroup
-	for i, cmd := range cmds {
+	for _, cmd := range cmds {
 		for _, ops := range [][]store.TxnOp{cmd.Txn.Success, cmd.Txn.Failure} {
 			for j := range ops {
 				if ops[j].ExpiresAt > 0 {
@@ -258,39 +260,49 @@ func (h *Handler) applyPack(ctx context.Context, data []byte) ([][]byte, error) 
 				}
 			}
 		}
-		apply := func() {
-			res, err := h.applyHere(ctx, func() *store.Command { return cmd })
-			if errors.Is(err, raftnode.ErrNotLeader) {
-				answers[i] = []byte{answerNotLeader}
-				return
-			}
-			if err != nil {
-				status, body := classify(err)
-				if status == http.StatusInternalServerError {
-					h.log.Error("internal error", "err", err)
-				}
-				jb, _ := jsonBytes(body)
-				a := []byte{answerError}
-				a = binary.AppendUvarint(a, uint64(status))
-				a = binary.AppendUvarint(a, uint64(len(jb)))
-				answers[i] = append(a, jb...)
-				return
-			}
-			enc := store.EncodeResult(res)
-			a := []byte{answerResult}
-			a = binary.AppendUvarint(a, uint64(len(enc)))
-			answers[i] = append(a, enc...)
+	}
+	// All at once into group commit, from this goroutine. A write refused
+	// because this node is handing leadership over gets applyHere's wait
+	// for the outcome of the handover, as a write sent here alone would.
+	answers := make([][]byte, n)
+	results, errs := h.node.ApplyAll(ctx, cmds)
+	var wg sync.WaitGroup
+	for i := range cmds {
+		if errors.Is(errs[i], raftnode.ErrNotLeader) && h.node.IsLeader() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := h.applyHere(ctx, func() *store.Command { return cmds[i] })
+				answers[i] = h.packAnswer(res, err)
+			}()
+			continue
 		}
-		if i == len(cmds)-1 {
-			apply() // the last in this goroutine: a lone write needs no other
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			apply()
-		}()
+		answers[i] = h.packAnswer(results[i], errs[i])
 	}
 	wg.Wait()
 	return answers, nil
+}
+
+// packAnswer encodes the outcome of one forwarded write for the follower
+// (see readForwarded).
+func (h *Handler) packAnswer(res *store.Result, err error) []byte {
+	if errors.Is(err, raftnode.ErrNotLeader) {
+		return []byte{answerNotLeader}
+	}
+	if err != nil {
+		status, body := classify(err)
+		if status == http.StatusInternalServerError {
+			h.log.Error("internal error", "err", err)
+		}
+		jb, _ := jsonBytes(body)
+		a := []byte{answerError}
+		a = binary.AppendUvarint(a, uint64(status))
+		a = binary.AppendUvarint(a, uint64(len(jb)))
+		return append(a, jb...)
+	}
+	enc := store.EncodeResult(res)
+	a := make([]byte, 0, 1+binary.MaxVarintLen64+len(enc))
+	a = append(a, answerResult)
+	a = binary.AppendUvarint(a, uint64(len(enc)))
+	return append(a, enc...)
 }

@@ -24,6 +24,8 @@ type Node interface {
 	IsLeader() bool
 	WaitForLeader(ctx context.Context) (id, httpAddr string, err error)
 	Apply(ctx context.Context, cmd *store.Command) (*store.Result, error)
+	// ApplyAll applies each command as Apply would, queued together.
+	ApplyAll(ctx context.Context, cmds []*store.Command) ([]*store.Result, []error)
 	ReadIndex(ctx context.Context) (uint64, error)
 	LeaderRead(ctx context.Context) error
 	WaitApplied(ctx context.Context, index uint64) error

@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -30,18 +29,21 @@ func newGroupCommit(n *Node, max int) *batch.Batcher[[]byte, proposalResult] {
 	})
 }
 
-// submit proposes data (an encoded command) and waits for its result. If
-// ctx ends while the write is still queued it is never proposed
+// outcome turns the group commit's answer for one write into Apply's: a
+// write still queued when its context ended was never proposed
 // (ErrTimeout); once proposed, the outcome is unknown (ErrUnknownOutcome).
-func (n *Node) submit(ctx context.Context, data []byte) (*store.Result, error) {
-	r, err := n.commit.Do(ctx, data)
+func outcome(r proposalResult, err error) (*store.Result, error) {
 	switch {
 	case errors.Is(err, batch.ErrNotSent):
 		return nil, ErrTimeout
 	case err != nil:
 		return nil, ErrUnknownOutcome
+	case r.err != nil:
+		return nil, r.err
+	case r.res.Err != nil:
+		return nil, r.res.Err
 	}
-	return r.res, r.err
+	return r.res, nil
 }
 
 // propose proposes one entry for the writes of a batch.

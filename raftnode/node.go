@@ -287,8 +287,42 @@ func (n *Node) WaitForLeader(ctx context.Context) (id, httpAddr string, err erro
 // Apply proposes cmd and waits until it is committed and applied on this
 // node (the leader). The context's deadline bounds the wait; if it passes
 // after the command was proposed the error is ErrUnknownOutcome. Apply is
-// the one path every write takes.
+// the one path every write takes (with ApplyAll, its form for many).
 func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
+	data, err := n.admit(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	r, err := n.commit.Do(ctx, data)
+	return outcome(r, err)
+}
+
+// ApplyAll applies each of cmds as Apply would, from the calling
+// goroutine: they are queued for group commit together. res[i] and errs[i]
+// are what Apply would have returned for cmds[i].
+func (n *Node) ApplyAll(ctx context.Context, cmds []*store.Command) (res []*store.Result, errs []error) {
+	res = make([]*store.Result, len(cmds))
+	errs = make([]error, len(cmds))
+	data := make([][]byte, len(cmds))
+	for i, cmd := range cmds {
+		var err error
+		if data[i], err = n.admit(ctx, cmd); err != nil {
+			for j := range errs {
+				errs[j] = err
+			}
+			return res, errs
+		}
+	}
+	rs, berrs := n.commit.DoAll(ctx, data)
+	for i := range rs {
+		res[i], errs[i] = outcome(rs[i], berrs[i])
+	}
+	return res, errs
+}
+
+// admit checks that this node may propose cmd now, stamps it with the
+// leader's clock and encodes it. Every write passes here.
+func (n *Node) admit(ctx context.Context, cmd *store.Command) ([]byte, error) {
 	if n.closed.Load() {
 		return nil, ErrShutdown
 	}
@@ -299,14 +333,7 @@ func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= 0 {
 		return nil, ErrTimeout
 	}
-	res, err := n.submit(ctx, cmd.Encode())
-	if err != nil {
-		return nil, err
-	}
-	if res.Err != nil {
-		return nil, res.Err
-	}
-	return res, nil
+	return cmd.Encode(), nil
 }
 
 // Status is a snapshot of this node's Raft state.

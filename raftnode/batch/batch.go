@@ -73,6 +73,52 @@ func New[T, R any](cfg Config[T, R]) *Batcher[T, R] {
 	return &Batcher[T, R]{cfg: cfg}
 }
 
+// DoAll sends every request of vs as Do would, and waits for all their
+// results from the calling goroutine: errs[i] is nil, ErrNotSent or
+// ErrUnknown as for Do. The requests queue together, so they go out in as
+// few batches as MaxItems and MaxSize allow.
+func (b *Batcher[T, R]) DoAll(ctx context.Context, vs []T) (rs []R, errs []error) {
+	its := make([]*item[T, R], len(vs))
+	for i, v := range vs {
+		its[i] = &item[T, R]{v: v, done: make(chan R, 1)}
+	}
+	b.mu.Lock()
+	idle := b.inflight < b.cfg.MaxInflight && len(b.queue) == 0
+	b.queue = append(b.queue, its...)
+	if idle && len(its) > 0 {
+		b.inflight++
+		batch := b.take()
+		b.mu.Unlock()
+		go b.loop(batch)
+	} else {
+		b.mu.Unlock()
+	}
+	rs = make([]R, len(its))
+	errs = make([]error, len(its))
+	for i, it := range its {
+		select {
+		case rs[i] = <-it.done:
+			continue
+		case <-ctx.Done():
+		}
+		// Too late for this request and for those not answered yet.
+		for j := i; j < len(its); j++ {
+			select {
+			case rs[j] = <-its[j].done:
+				continue
+			default:
+			}
+			if its[j].state.CompareAndSwap(queued, abandoned) {
+				errs[j] = ErrNotSent
+			} else {
+				errs[j] = ErrUnknown
+			}
+		}
+		break
+	}
+	return rs, errs
+}
+
 // Do sends v in the next batch and waits for its result. If ctx ends first
 // the error is ErrNotSent (still queued: it will never be sent) or
 // ErrUnknown (already sent).

@@ -153,3 +153,83 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestDoAllGoesTogether: requests given to DoAll on an idle batcher go out
+// in one batch (split only by MaxItems), and each gets its own result.
+func TestDoAllGoesTogether(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	b := New(Config[int, int]{MaxInflight: 1, MaxItems: 4, Run: func(vs []int) []int {
+		mu.Lock()
+		sizes = append(sizes, len(vs))
+		mu.Unlock()
+		out := make([]int, len(vs))
+		for i, v := range vs {
+			out[i] = v * 10
+		}
+		return out
+	}})
+	rs, errs := b.DoAll(context.Background(), []int{1, 2, 3, 4, 5, 6})
+	for i, r := range rs {
+		if errs[i] != nil || r != (i+1)*10 {
+			t.Errorf("request %d: %d, %v; want %d", i, r, errs[i], (i+1)*10)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 2 || sizes[0] != 4 || sizes[1] != 2 {
+		t.Fatalf("batch sizes %v, want [4 2]", sizes)
+	}
+	if rs, errs := b.DoAll(context.Background(), nil); len(rs) != 0 || len(errs) != 0 {
+		t.Fatalf("DoAll of nothing: %v %v", rs, errs)
+	}
+}
+
+// TestDoAllQueuesBehindABatch: while a batch is in flight, DoAll's requests
+// join the queue and leave with the next batch; if its context ends first,
+// those still queued are never sent (ErrNotSent).
+func TestDoAllQueuesBehindABatch(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]int
+	b := New(Config[int, int]{MaxInflight: 1, Run: func(vs []int) []int {
+		mu.Lock()
+		batches = append(batches, append([]int(nil), vs...))
+		first := len(batches) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		return vs
+	}})
+	done := make(chan error, 1)
+	go func() { _, err := b.Do(context.Background(), 1); done <- err }()
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	abandoned := make(chan []error, 1)
+	go func() { _, errs := b.DoAll(ctx, []int{2, 3}); abandoned <- errs }()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.queue) == 2 })
+	cancel()
+	for i, err := range <-abandoned {
+		if !errors.Is(err, ErrNotSent) {
+			t.Fatalf("queued request %d: %v, want ErrNotSent", i, err)
+		}
+	}
+
+	queued := make(chan []int, 1)
+	go func() { rs, _ := b.DoAll(context.Background(), []int{4, 5}); queued <- rs }()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.queue) == 4 })
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rs := <-queued; len(rs) != 2 || rs[0] != 4 || rs[1] != 5 {
+		t.Fatalf("results %v, want [4 5]", rs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) != 2 || len(batches[1]) != 2 || batches[1][0] != 4 {
+		t.Fatalf("batches %v, want [[1] [4 5]]: abandoned requests must not be sent", batches)
+	}
+}
