@@ -199,8 +199,8 @@ func readBytes(rd *bytes.Reader) ([]byte, bool) {
 	return b, err == nil
 }
 
-// internalApply applies the writes a follower forwarded, concurrently (so
-// that group commit packs them), and answers each.
+// internalApply applies the writes a follower forwarded, queued for group
+// commit together, and answers each.
 func (h *Handler) internalApply(w http.ResponseWriter, r *http.Request, _ string) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, h.maxPackBytes()))
 	if err != nil {
@@ -220,8 +220,8 @@ func (h *Handler) internalApply(w http.ResponseWriter, r *http.Request, _ string
 }
 
 // applyPack applies a pack of forwarded writes (the body of a POST to
-// applyPath, or a stream frame), concurrently so that group commit packs
-// them, and returns one encoded answer per write. An error means the pack
+// applyPath, or a stream frame), queued for group commit together
+// (Node.ApplyAll), and returns one encoded answer per write. An error means the pack
 // was refused before any of it was applied.
 func (h *Handler) applyPack(ctx context.Context, data []byte) ([][]byte, error) {
 	if !h.node.IsLeader() {
