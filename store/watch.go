@@ -152,7 +152,12 @@ func (h *watchHub) publish(events []Event, rev int64) {
 		for over < len(h.history) && h.history[over].KV.ModRevision == cut {
 			over++
 		}
-		h.history = append(h.history[:0:0], h.history[over:]...)
+		// In place: the array is reused, so a busy store does not
+		// allocate a new history on every trim. The tail is cleared so
+		// that the dropped events' keys and values can be freed.
+		n := copy(h.history, h.history[over:])
+		clear(h.history[n:])
+		h.history = h.history[:n]
 		h.oldest = cut + 1
 	}
 	for w := range h.subs {

@@ -244,6 +244,40 @@ func TestWatchCompacted(t *testing.T) {
 	}
 }
 
+// TestWatchHistoryAcrossTrims: after many separate applies, each trimming
+// the history in place, a watch from the oldest revision kept replays
+// every revision from there to the last, once each, in order, with its
+// own value.
+func TestWatchHistoryAcrossTrims(t *testing.T) {
+	s := mustOpenStore(t)
+	now := time.Now().UnixNano()
+	const revs = 400 // 100 events each: 40,000 events, many trims
+	for i := 1; i <= revs; i++ {
+		c := &Command{Op: OpTxn, Now: now}
+		for j := 0; j < 100; j++ {
+			c.Txn.Success = append(c.Txn.Success, TxnOp{Type: OpPut, Key: fmt.Sprintf("k%03d", j), Value: []byte(fmt.Sprint(i))})
+		}
+		s.applyRaw(c.Encode())
+	}
+	_, err := s.Watch("", true, 1)
+	var ce *CompactedError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Watch from 1 = %v, want a *CompactedError", err)
+	}
+	held := (revs - ce.Oldest + 1) * 100
+	if held < DefaultWatchHistory || held > DefaultWatchHistory*5/4+100 {
+		t.Fatalf("oldest %d means %d events held, want %d to %d", ce.Oldest, held, DefaultWatchHistory, DefaultWatchHistory*5/4+100)
+	}
+	w := mustWatch(t, s, "k042", false, ce.Oldest)
+	got := recv(t, w, int(revs-ce.Oldest+1))
+	for i, e := range got {
+		want := ce.Oldest + int64(i)
+		if e.KV.ModRevision != want || string(e.KV.Value) != fmt.Sprint(want) {
+			t.Fatalf("event %d: revision %d value %q, want revision and value %d", i, e.KV.ModRevision, e.KV.Value, want)
+		}
+	}
+}
+
 // TestWatchAfterReopen: a reopened store has no history; a watch from the
 // past is compacted, from the next revision it works.
 func TestWatchAfterReopen(t *testing.T) {
