@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -735,3 +737,71 @@ func recorded(rec *httptest.ResponseRecorder) response {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// TestCloseEndsWaitingRequests: requests waiting for a leader end a moment
+// after the handler closes (its grace period), not when their own timeout
+// runs out, whether the server derives their contexts from the handler's
+// BaseContext (as cmd/cairn does) or not.
+func TestCloseEndsWaitingRequests(t *testing.T) {
+	c := inproc.Start(t, 3, inproc.Options{API: httpapi.Config{LeaderWait: 30 * time.Second, RequestTimeout: 30 * time.Second}})
+	l := c.Leader(t)
+	keep := c.Followers(l)[0]
+	for _, n := range c.Nodes {
+		if n != keep {
+			c.Stop(n)
+		}
+	}
+	inproc.WaitFor(t, 10*time.Second, keep.ID+" to lose its leader", func() error {
+		if id, _ := keep.Raft.Leader(); id != "" {
+			return fmt.Errorf("%s still follows %s", keep.ID, id)
+		}
+		return nil
+	})
+	// The same handler also served without BaseContext.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := &http.Server{Handler: keep.API}
+	go plain.Serve(ln)
+	t.Cleanup(func() { plain.Close() })
+
+	type ended struct {
+		via    string
+		status int
+		took   time.Duration
+	}
+	done := make(chan ended, 2)
+	start := time.Now()
+	for via, addr := range map[string]string{"BaseContext": keep.HTTPAddr, "plain server": ln.Addr().String()} {
+		go func() {
+			req, _ := http.NewRequest("PUT", "http://"+addr+kvPath("waits"), strings.NewReader("v"))
+			resp, err := testClient.Do(req)
+			status := 0
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				status = resp.StatusCode
+			}
+			done <- ended{via, status, time.Since(start)}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // both wait for a leader now
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		c.Stop(keep)
+	}()
+	defer func() { <-stopped }()
+	for range 2 {
+		select {
+		case e := <-done:
+			t.Logf("%s: status %d after %v", e.via, e.status, e.took.Round(time.Millisecond))
+			if e.status == http.StatusOK {
+				t.Errorf("%s: the write succeeded without a leader", e.via)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a request waiting for a leader was still running 10 s after its node began to stop")
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -117,7 +118,20 @@ type Handler struct {
 	// waiting (for a leader, say) so that shutdown stays prompt.
 	drained     context.Context
 	stopDrained context.CancelFunc
+	// base is drained marked as this handler's (see BaseContext).
+	base context.Context
 }
+
+// drainKey marks the contexts of requests that a server started from
+// BaseContext: they end when the handler drains without a hook of their
+// own.
+type drainKey struct{}
+
+// BaseContext is for http.Server.BaseContext. Requests served from it end
+// when the handler drains (a moment after Close) without registering a
+// hook each on the shared drain context; a server without it gets the
+// same behaviour at a small cost per request.
+func (h *Handler) BaseContext(net.Listener) context.Context { return h.base }
 
 // closeGrace is how long requests in flight at Close may still run.
 const closeGrace = 2 * time.Second
@@ -175,6 +189,7 @@ func New(cfg Config, node Node, st Store) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient, closing: make(chan struct{})}
 	h.drained, h.stopDrained = context.WithCancel(context.Background())
+	h.base = context.WithValue(h.drained, drainKey{}, h)
 	h.fwdw = batch.New(batch.Config[[]byte, forwarded]{
 		MaxInflight: forwardInflight,
 		MaxItems:    store.MaxBatch,
@@ -336,6 +351,9 @@ func (h *Handler) withTimeout(fn keyHandler) keyHandler {
 // (a moment after Close); call done when the request is over.
 func (h *Handler) timed(r *http.Request) (*http.Request, func()) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	if r.Context().Value(drainKey{}) == h {
+		return r.WithContext(ctx), cancel // ends with h.drained already
+	}
 	stop := context.AfterFunc(h.drained, cancel)
 	return r.WithContext(ctx), func() {
 		stop()

@@ -257,7 +257,7 @@ func (c *Cluster) Start(tn *Node) error {
 		st.Close()
 		return err
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ConnState: tn.conns.track}
+	srv := &http.Server{Handler: api, BaseContext: api.BaseContext, ReadHeaderTimeout: 5 * time.Second, ConnState: tn.conns.track}
 	httpapi.CloseNewConnsOnShutdown(srv)
 	go srv.Serve(ln)
 	c.mu.Lock()
