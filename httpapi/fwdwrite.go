@@ -102,16 +102,19 @@ func (h *Handler) sendWrites(cmds [][]byte) []forwarded {
 		// to wait for one, or to serve the write here.
 		return all(forwarded{fallback: true})
 	}
-	var buf bytes.Buffer
-	buf.Write(binary.AppendUvarint(nil, uint64(len(cmds))))
+	size := binary.MaxVarintLen64
 	for _, c := range cmds {
-		buf.Write(binary.AppendUvarint(nil, uint64(len(c))))
-		buf.Write(c)
+		size += binary.MaxVarintLen64 + len(c)
 	}
-	if out, ok := h.sendPackStream(ctx, addr, buf.Bytes(), len(cmds)); ok {
+	pack := binary.AppendUvarint(make([]byte, 0, size), uint64(len(cmds)))
+	for _, c := range cmds {
+		pack = binary.AppendUvarint(pack, uint64(len(c)))
+		pack = append(pack, c...)
+	}
+	if out, ok := h.sendPackStream(ctx, addr, pack, len(cmds)); ok {
 		return out
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+applyPath, &buf)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+applyPath, bytes.NewReader(pack))
 	if err != nil {
 		return all(forwarded{err: err})
 	}
