@@ -14,8 +14,11 @@
 #        BENCH_SHORT=1 scripts/bench.sh   a smoke run of a few seconds per workload
 #
 # Environment:
-#   BENCH_SHORT=1        3s per workload, no memory/restart check
-#   BENCH_DURATION=20s   time of each measured run (default 20s, 3s when short)
+#   BENCH_SHORT=1        one 3s round per workload, no memory/restart check
+#   BENCH_DURATION=10s   time of each measured run (default 10s, 3s when short)
+#   BENCH_ROUNDS=3       rounds per workload (default 3, 1 when short): each
+#                        round runs cairn and etcd back to back, in turn
+#                        first; the table gives medians and each round's ratio
 #   BENCH_OUT=DIR        where the JSON results, the table and the logs go
 #                        (default bench-results/<date>-<time>)
 #   BENCH_PORT_BASE=N    ports N+1..N+3 cairn HTTP, N+101.. cairn Raft,
@@ -36,9 +39,11 @@ ROOT=$PWD
 SHORT=${BENCH_SHORT:-0}
 if [[ $SHORT == 1 ]]; then
 	DURATION=${BENCH_DURATION:-3s}
+	ROUNDS=${BENCH_ROUNDS:-1}
 	MEMORY=${BENCH_MEMORY:-0}
 else
-	DURATION=${BENCH_DURATION:-20s}
+	DURATION=${BENCH_DURATION:-10s}
+	ROUNDS=${BENCH_ROUNDS:-3}
 	MEMORY=${BENCH_MEMORY:-1}
 fi
 MEMORY_KEYS=${BENCH_MEMORY_KEYS:-1000000}
@@ -49,6 +54,7 @@ KEYS=10000
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "BENCH_ROUNDS must be 1 to 99, not $ROUNDS"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -208,26 +214,39 @@ measure() {
 	awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.3f\n", b - a}' >"$OUT/$name.$target.cpu"
 }
 
-log "workloads: ${DURATION} each, ${VALUE_SIZE} B values over ${KEYS} keys, clients spread over all members"
+log "workloads: ${ROUNDS} round(s) of ${DURATION} each, ${VALUE_SIZE} B values over ${KEYS} keys, clients spread over all members"
 for case in "${CASES[@]}"; do
 	read -r name workload clients extra <<<"$case"
 	[[ -n ${BENCH_ONLY:-} && ! $name =~ $BENCH_ONLY ]] && continue
-	log "$name: cairn"
-	# shellcheck disable=SC2086
-	measure "$name" cairn "$BIN/cairn" bench --endpoints "$CAIRN_ENDPOINTS" --workload "$workload" --concurrency "$clients" \
-		--value-size "$VALUE_SIZE" --keys "$KEYS" $extra
-	if [[ $HAVE_ETCD == 1 ]]; then
-		log "$name: etcd"
-		# shellcheck disable=SC2086
-		measure "$name" etcd "$BIN/etcdload" --endpoints "$ETCD_ENDPOINTS" --workload "$workload" --concurrency "$clients" \
-			--value-size "$VALUE_SIZE" --keys "$KEYS" $extra
-	fi
+	for ((round = 1; round <= ROUNDS; round++)); do
+		# In turn first, so that a machine getting busier or quieter over
+		# a round favours neither.
+		order=(cairn etcd)
+		((round % 2 == 0)) && order=(etcd cairn)
+		for target in "${order[@]}"; do
+			case $target in
+			cairn)
+				log "$name round $round/$ROUNDS: cairn"
+				# shellcheck disable=SC2086
+				measure "$name.r$round" cairn "$BIN/cairn" bench --endpoints "$CAIRN_ENDPOINTS" --workload "$workload" \
+					--concurrency "$clients" --value-size "$VALUE_SIZE" --keys "$KEYS" $extra
+				;;
+			etcd)
+				[[ $HAVE_ETCD == 1 ]] || continue
+				log "$name round $round/$ROUNDS: etcd"
+				# shellcheck disable=SC2086
+				measure "$name.r$round" etcd "$BIN/etcdload" --endpoints "$ETCD_ENDPOINTS" --workload "$workload" \
+					--concurrency "$clients" --value-size "$VALUE_SIZE" --keys "$KEYS" $extra
+				;;
+			esac
+		done
+	done
 done
 
 if compgen -G "$OUT/*.cairn.json" >/dev/null; then
 {
 	echo "cairn $(git rev-parse --short HEAD 2>/dev/null || echo '?') vs etcd ${ETCD_VERSION:-(not available)}, three members each on 127.0.0.1 ($(nproc) CPUs, shared with the load generator)."
-	echo "${DURATION} per workload, closed loop, ${VALUE_SIZE} B values over ${KEYS} keys (pre-filled for reads), clients spread over all members."
+	echo "${ROUNDS} round(s) of ${DURATION} per workload and system (medians; ratios are the median of the rounds' own), closed loop, ${VALUE_SIZE} B values over ${KEYS} keys (pre-filled for reads), clients spread over all members."
 	echo "Ratios are cairn/etcd: above 1 means cairn has more throughput, or more latency. Command: $( [[ $SHORT == 1 ]] && echo 'BENCH_SHORT=1 ')scripts/bench.sh"
 	if [[ $HAVE_ETCD == 0 ]]; then
 		echo

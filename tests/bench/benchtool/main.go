@@ -7,7 +7,7 @@
 //	benchtool members [-timeout 60s] -n N ENDPOINT poll until ENDPOINT lists N members, each with its HTTP address
 //	benchtool get URL                              print the body of a GET
 //	benchtool fill -endpoints E,... -keys N ...    write bench/000000.. through POST /v1/txn in batches
-//	benchtool report DIR                           print the Markdown comparison of DIR/*.cairn.json and *.etcd.json
+//	benchtool report DIR                           print the Markdown comparison of DIR/*.cairn.json and *.etcd.json (NAME.rK.* for rounds)
 package main
 
 import (
@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -236,51 +237,105 @@ func post(ctx context.Context, c *http.Client, url string, body []byte) error {
 	return nil
 }
 
-// report prints one Markdown row per case: DIR/NAME.cairn.json beside
-// DIR/NAME.etcd.json (which may be missing), in the order of the names.
+// roundName matches a result of one round: NAME.rK (bench.sh runs each
+// case BENCH_ROUNDS times, cairn and etcd back to back each time).
+var roundName = regexp.MustCompile(`^(.+)\.r([0-9]+)$`)
+
+// benchCase is the results of one case: for each round, cairn's and
+// etcd's (nil when etcd was not run), with the servers' CPU seconds read
+// from the .cpu files beside them.
+type benchCase struct {
+	name   string
+	rounds []pair
+}
+
+type pair struct{ c, e *load.Result }
+
+// collect reads DIR/NAME.cairn.json or DIR/NAME.rK.cairn.json and the
+// etcd results beside them, grouped by NAME in the order of the names.
+func collect(dir string) ([]*benchCase, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.cairn.json"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("report: no *.cairn.json in %s", dir)
+	}
+	sort.Slice(files, func(i, j int) bool { return roundKey(files[i]) < roundKey(files[j]) })
+	var cases []*benchCase
+	byName := map[string]*benchCase{}
+	for _, f := range files {
+		base := strings.TrimSuffix(f, ".cairn.json")
+		name := filepath.Base(base)
+		if m := roundName.FindStringSubmatch(name); m != nil {
+			name = m[1]
+		}
+		c, err := readResult(f)
+		if err != nil {
+			return nil, err
+		}
+		c.ServerCPUSeconds = readCPU(base + ".cairn.cpu")
+		e, err := readResult(base + ".etcd.json")
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if e != nil {
+			e.ServerCPUSeconds = readCPU(base + ".etcd.cpu")
+		}
+		bc := byName[name]
+		if bc == nil {
+			bc = &benchCase{name: name}
+			byName[name] = bc
+			cases = append(cases, bc)
+		}
+		bc.rounds = append(bc.rounds, pair{c, e})
+	}
+	return cases, nil
+}
+
+// roundKey sorts results by case name, then by round number.
+func roundKey(path string) string {
+	name := strings.TrimSuffix(filepath.Base(path), ".cairn.json")
+	if m := roundName.FindStringSubmatch(name); m != nil {
+		n, _ := strconv.Atoi(m[2])
+		return fmt.Sprintf("%s\x00%06d", m[1], n)
+	}
+	return name + "\x00"
+}
+
+// report prints one Markdown row per case. With several rounds, each
+// figure is the median over the rounds and each ratio the median of the
+// rounds' ratios (cairn and etcd measured back to back), so that the
+// machine's drift between rounds cancels out; the last column lists every
+// round's throughput ratio. CPU per operation is over all rounds.
 func report(args []string, out io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("report: want one directory")
 	}
-	files, err := filepath.Glob(filepath.Join(args[0], "*.cairn.json"))
+	cases, err := collect(args[0])
 	if err != nil {
 		return err
 	}
-	if len(files) == 0 {
-		return fmt.Errorf("report: no *.cairn.json in %s", args[0])
-	}
-	sort.Strings(files)
-	type pair struct{ c, e *load.Result }
-	var rows []pair
-	fmt.Fprintln(out, "| workload | clients | cairn ops/s | etcd ops/s | throughput cairn/etcd | cairn p50 / p99 ms | etcd p50 / p99 ms | p50 cairn/etcd | p99 cairn/etcd |")
-	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, f := range files {
-		c, err := readResult(f)
-		if err != nil {
-			return err
-		}
-		e, err := readResult(strings.TrimSuffix(f, ".cairn.json") + ".etcd.json")
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n",
-			workloadName(c), c.Concurrency,
-			ops(c), ops(e), ratio(c, e, func(r *load.Result) float64 { return r.Throughput }),
-			lat(c), lat(e),
-			ratio(c, e, func(r *load.Result) float64 { return r.Latency.P50 }),
-			ratio(c, e, func(r *load.Result) float64 { return r.Latency.P99 }))
-		c.ServerCPUSeconds = readCPU(strings.TrimSuffix(f, ".json") + ".cpu")
-		if e != nil {
-			e.ServerCPUSeconds = readCPU(strings.TrimSuffix(f, ".cairn.json") + ".etcd.cpu")
-		}
-		rows = append(rows, pair{c, e})
+	tput := func(r *load.Result) float64 { return r.Throughput }
+	p50 := func(r *load.Result) float64 { return r.Latency.P50 }
+	p99 := func(r *load.Result) float64 { return r.Latency.P99 }
+	fmt.Fprintln(out, "| workload | clients | cairn ops/s | etcd ops/s | throughput cairn/etcd | cairn p50 / p99 ms | etcd p50 / p99 ms | p50 cairn/etcd | p99 cairn/etcd | throughput cairn/etcd by round |")
+	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, bc := range cases {
+		cs, es := bc.results()
+		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			workloadName(cs[0]), cs[0].Concurrency,
+			opsOf(cs), opsOf(es), bc.ratio(tput),
+			latOf(cs), latOf(es), bc.ratio(p50), bc.ratio(p99), bc.byRound(tput))
 	}
 	// CPU per operation: what each system's three servers, and its load
 	// generator, spent on one operation, whatever the throughput. Only
 	// when something measured it.
 	measured := false
-	for _, r := range rows {
-		measured = measured || r.c.ServerCPUSeconds > 0 || r.c.ClientCPUSeconds > 0
+	for _, bc := range cases {
+		for _, r := range bc.rounds {
+			measured = measured || r.c.ServerCPUSeconds > 0 || r.c.ClientCPUSeconds > 0
+		}
 	}
 	if !measured {
 		return nil
@@ -288,14 +343,107 @@ func report(args []string, out io.Writer) error {
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "| workload | clients | servers' CPU µs/op cairn | etcd | cairn/etcd | load generator CPU µs/op cairn | etcd |")
 	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, r := range rows {
+	for _, bc := range cases {
+		cs, es := bc.results()
+		cSrv, eSrv := perOpValue(cs, serverCPU), perOpValue(es, serverCPU)
+		cRatio := "—"
+		if cSrv > 0 && eSrv > 0 {
+			cRatio = fmt.Sprintf("%.2f×", cSrv/eSrv)
+		}
 		fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s |\n",
-			workloadName(r.c), r.c.Concurrency,
-			perOp(r.c, r.c.ServerCPUSeconds), perOp(r.e, serverCPU(r.e)),
-			ratio(r.c, r.e, func(x *load.Result) float64 { return perOpValue(x, x.ServerCPUSeconds) }),
-			perOp(r.c, r.c.ClientCPUSeconds), perOp(r.e, clientCPU(r.e)))
+			workloadName(cs[0]), cs[0].Concurrency,
+			perOpText(cSrv), perOpText(eSrv), cRatio,
+			perOpText(perOpValue(cs, clientCPU)), perOpText(perOpValue(es, clientCPU)))
 	}
 	return nil
+}
+
+// results returns cairn's results of every round and etcd's of the rounds
+// that have one.
+func (bc *benchCase) results() (cs, es []*load.Result) {
+	for _, r := range bc.rounds {
+		cs = append(cs, r.c)
+		if r.e != nil {
+			es = append(es, r.e)
+		}
+	}
+	return cs, es
+}
+
+// roundRatios is cairn's figure over etcd's in each round that has both.
+func (bc *benchCase) roundRatios(f func(*load.Result) float64) []float64 {
+	var out []float64
+	for _, r := range bc.rounds {
+		if r.e != nil && f(r.e) != 0 {
+			out = append(out, f(r.c)/f(r.e))
+		}
+	}
+	return out
+}
+
+// ratio is the median of the rounds' ratios.
+func (bc *benchCase) ratio(f func(*load.Result) float64) string {
+	rs := bc.roundRatios(f)
+	if len(rs) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", median(rs))
+}
+
+// byRound lists the rounds' ratios in the order they ran.
+func (bc *benchCase) byRound(f func(*load.Result) float64) string {
+	rs := bc.roundRatios(f)
+	if len(rs) == 0 {
+		return "—"
+	}
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.2f", r)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// median of xs (the mean of the middle two for an even count); it sorts
+// xs.
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+func medianOf(rs []*load.Result, f func(*load.Result) float64) float64 {
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return median(xs)
+}
+
+func opsOf(rs []*load.Result) string {
+	if len(rs) == 0 {
+		return "—"
+	}
+	s := fmt.Sprintf("%.0f", medianOf(rs, func(r *load.Result) float64 { return r.Throughput }))
+	var errs int64
+	for _, r := range rs {
+		errs += r.Errors
+	}
+	if errs > 0 {
+		s += fmt.Sprintf(" (%d errors)", errs)
+	}
+	return s
+}
+
+func latOf(rs []*load.Result) string {
+	if len(rs) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f / %.2f",
+		medianOf(rs, func(r *load.Result) float64 { return r.Latency.P50 }),
+		medianOf(rs, func(r *load.Result) float64 { return r.Latency.P99 }))
 }
 
 // readCPU reads the servers' CPU seconds bench.sh wrote beside a result;
@@ -312,31 +460,26 @@ func readCPU(path string) float64 {
 	return v
 }
 
-func serverCPU(r *load.Result) float64 {
-	if r == nil {
+func serverCPU(r *load.Result) float64 { return r.ServerCPUSeconds }
+
+func clientCPU(r *load.Result) float64 { return r.ClientCPUSeconds }
+
+// perOpValue is the seconds cpu gives for rs, over their operations, in
+// microseconds; 0 when unknown.
+func perOpValue(rs []*load.Result, cpu func(*load.Result) float64) float64 {
+	var secs float64
+	var n int64
+	for _, r := range rs {
+		secs += cpu(r)
+		n += r.Ops
+	}
+	if n == 0 || secs <= 0 {
 		return 0
 	}
-	return r.ServerCPUSeconds
+	return secs / float64(n) * 1e6
 }
 
-func clientCPU(r *load.Result) float64 {
-	if r == nil {
-		return 0
-	}
-	return r.ClientCPUSeconds
-}
-
-// perOpValue is seconds spread over r's operations, in microseconds; 0 when
-// unknown.
-func perOpValue(r *load.Result, seconds float64) float64 {
-	if r == nil || r.Ops == 0 || seconds <= 0 {
-		return 0
-	}
-	return seconds / float64(r.Ops) * 1e6
-}
-
-func perOp(r *load.Result, seconds float64) string {
-	v := perOpValue(r, seconds)
+func perOpText(v float64) string {
 	if v == 0 {
 		return "—"
 	}
@@ -367,29 +510,4 @@ func workloadName(r *load.Result) string {
 		return fmt.Sprintf("mixed %.0f%% read", r.ReadRatio*100)
 	}
 	return string(r.Workload)
-}
-
-func ops(r *load.Result) string {
-	if r == nil {
-		return "—"
-	}
-	s := fmt.Sprintf("%.0f", r.Throughput)
-	if r.Errors > 0 {
-		s += fmt.Sprintf(" (%d errors)", r.Errors)
-	}
-	return s
-}
-
-func lat(r *load.Result) string {
-	if r == nil {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f / %.2f", r.Latency.P50, r.Latency.P99)
-}
-
-func ratio(c, e *load.Result, f func(*load.Result) float64) string {
-	if c == nil || e == nil || f(e) == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f×", f(c)/f(e))
 }

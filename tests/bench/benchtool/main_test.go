@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,8 +39,8 @@ func TestReport(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("want a header, a rule and two rows:\n%s", out.String())
 	}
-	want1 := "| write (put) | 64 | 3000 | 6000 | 0.50× | 20.00 / 60.00 | 10.00 / 30.00 | 2.00× | 2.00× |"
-	want2 := "| stale / serializable read | 64 | 20000 (3 errors) | — | — | 0.00 / 0.00 | — | — | — |"
+	want1 := "| write (put) | 64 | 3000 | 6000 | 0.50× | 20.00 / 60.00 | 10.00 / 30.00 | 2.00× | 2.00× | 0.50 |"
+	want2 := "| stale / serializable read | 64 | 20000 (3 errors) | — | — | 0.00 / 0.00 | — | — | — | — |"
 	if lines[2] != want1 || lines[3] != want2 {
 		t.Errorf("rows:\n%s\n%s\nwant:\n%s\n%s", lines[2], lines[3], want1, want2)
 	}
@@ -68,5 +69,51 @@ func TestReportCPU(t *testing.T) {
 	want := "| write (put) | 64 | 150.0 | 200.0 | 0.75× | 30.0 | 40.0 |"
 	if !strings.Contains(out.String(), want) {
 		t.Fatalf("want the row %q in:\n%s", want, out.String())
+	}
+}
+
+// With rounds (NAME.rK.*), each figure is the median over the rounds, each
+// ratio the median of the rounds' own ratios (not the ratio of medians),
+// the rounds' throughput ratios are listed in order, and CPU per operation
+// is over every round.
+func TestReportRounds(t *testing.T) {
+	dir := t.TempDir()
+	// cairn/etcd throughput by round: 2.0, 1.0, 1.6 (median 1.6); the
+	// ratio of the medians would be 1500/1000 = 1.5.
+	for i, tc := range []struct{ c, e float64 }{{2000, 1000}, {1000, 1000}, {1500, 937.5}} {
+		for sys, tp := range map[string]float64{"cairn": tc.c, "etcd": tc.e} {
+			r := load.Result{Workload: load.WorkloadPut, Concurrency: 64, Throughput: tp, Ops: 1000,
+				Latency: load.Latency{P50: float64(i + 1), P99: float64(10 * (i + 1))}}
+			writeResult(t, filepath.Join(dir, fmt.Sprintf("2-put-c64.r%d.%s.json", i+1, sys)), r)
+			cpu := map[string]string{"cairn": "0.1", "etcd": "0.2"}[sys]
+			if i == 2 {
+				cpu = map[string]string{"cairn": "0.4", "etcd": "0.2"}[sys]
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("2-put-c64.r%d.%s.cpu", i+1, sys)), []byte(cpu), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A tenth round must sort after the second.
+	writeResult(t, filepath.Join(dir, "1-put-c1.r10.cairn.json"), load.Result{Workload: load.WorkloadPut, Concurrency: 1, Throughput: 300, Ops: 1})
+	writeResult(t, filepath.Join(dir, "1-put-c1.r10.etcd.json"), load.Result{Workload: load.WorkloadPut, Concurrency: 1, Throughput: 100, Ops: 1})
+	writeResult(t, filepath.Join(dir, "1-put-c1.r2.cairn.json"), load.Result{Workload: load.WorkloadPut, Concurrency: 1, Throughput: 200, Ops: 1})
+	writeResult(t, filepath.Join(dir, "1-put-c1.r2.etcd.json"), load.Result{Workload: load.WorkloadPut, Concurrency: 1, Throughput: 100, Ops: 1})
+
+	var out bytes.Buffer
+	if err := report([]string{dir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		"| write (put) | 1 | 250 | 100 | 2.50× | 0.00 / 0.00 | 0.00 / 0.00 | — | — | 2.00, 3.00 |",
+		"| write (put) | 64 | 1500 | 1000 | 1.60× | 2.00 / 20.00 | 2.00 / 20.00 | 1.00× | 1.00× | 2.00, 1.00, 1.60 |",
+	}
+	if len(lines) < 4 || lines[2] != want[0] || lines[3] != want[1] {
+		t.Fatalf("rows:\n%s\nwant:\n%s", out.String(), strings.Join(want, "\n"))
+	}
+	// Servers' CPU: cairn 0.6 s over 3000 ops = 200 µs, etcd 0.6 s = 200 µs.
+	if row := "| write (put) | 64 | 200.0 | 200.0 | 1.00× |"; !strings.Contains(out.String(), row) {
+		t.Errorf("want the CPU row %q in:\n%s", row, out.String())
 	}
 }
