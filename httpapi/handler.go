@@ -23,6 +23,9 @@ import (
 type Node interface {
 	ID() string
 	IsLeader() bool
+	// Leader is the leader this node knows of now ("" when none) and its
+	// HTTP address ("" when not known yet).
+	Leader() (id, httpAddr string)
 	WaitForLeader(ctx context.Context) (id, httpAddr string, err error)
 	Apply(ctx context.Context, cmd *store.Command) (*store.Result, error)
 	// ApplyAll applies each command as Apply would, queued together.
