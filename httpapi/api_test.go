@@ -648,12 +648,7 @@ func TestNoLeader(t *testing.T) {
 	c.Stop(fs[1])
 	c.Stop(l)
 	t.Logf("stopped two nodes in %v", time.Since(start).Round(time.Millisecond))
-	inproc.WaitFor(t, 10*time.Second, keep.ID+" to lose its leader", func() error {
-		if id, _ := keep.Raft.Leader(); id != "" {
-			return fmt.Errorf("%s still follows %s", keep.ID, id)
-		}
-		return nil
-	})
+	waitLeaderless(t, keep)
 	rev := keep.Store.Revision()
 
 	for _, tc := range []struct {
@@ -751,12 +746,7 @@ func TestCloseEndsWaitingRequests(t *testing.T) {
 			c.Stop(n)
 		}
 	}
-	inproc.WaitFor(t, 10*time.Second, keep.ID+" to lose its leader", func() error {
-		if id, _ := keep.Raft.Leader(); id != "" {
-			return fmt.Errorf("%s still follows %s", keep.ID, id)
-		}
-		return nil
-	})
+	waitLeaderless(t, keep)
 	// The same handler also served without BaseContext.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -804,4 +794,27 @@ func TestCloseEndsWaitingRequests(t *testing.T) {
 			t.Fatal("a request waiting for a leader was still running 10 s after its node began to stop")
 		}
 	}
+}
+
+// waitLeaderless waits until n has known no leader for a second. The
+// leader stopped last hands leadership to n on its way out, so n may be
+// a candidate (no leader known) an instant before it wins that election,
+// and then lead for up to a lease timeout without a quorum; only after
+// that is it leaderless for good.
+func waitLeaderless(t *testing.T, n *inproc.Node) {
+	t.Helper()
+	var since time.Time
+	inproc.WaitFor(t, 15*time.Second, n.ID+" to have no leader for a second", func() error {
+		if id, _ := n.Raft.Leader(); id != "" || n.Raft.IsLeader() {
+			since = time.Time{}
+			return fmt.Errorf("%s follows %q (leader: %v)", n.ID, id, n.Raft.IsLeader())
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if time.Since(since) < time.Second {
+			return fmt.Errorf("%s has had no leader for only %v", n.ID, time.Since(since))
+		}
+		return nil
+	})
 }
