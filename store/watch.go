@@ -152,12 +152,18 @@ func (h *watchHub) publish(events []Event, rev int64) {
 		for over < len(h.history) && h.history[over].KV.ModRevision == cut {
 			over++
 		}
-		// In place: the array is reused, so a busy store does not
-		// allocate a new history on every trim. The tail is cleared so
-		// that the dropped events' keys and values can be freed.
-		n := copy(h.history, h.history[over:])
-		clear(h.history[n:])
-		h.history = h.history[:n]
+		if kept := h.history[over:]; cap(h.history) > 2*(h.limit+h.limit/4) {
+			// One huge revision (a delete by prefix of many keys) grew
+			// the array far past the limit: let that memory go.
+			h.history = append([]Event(nil), kept...)
+		} else {
+			// In place: the array is reused, so a busy store does not
+			// allocate a new history on every trim. The tail is cleared
+			// so that the dropped events' keys and values can be freed.
+			n := copy(h.history, kept)
+			clear(h.history[n:])
+			h.history = h.history[:n]
+		}
 		h.oldest = cut + 1
 	}
 	for w := range h.subs {

@@ -278,6 +278,34 @@ func TestWatchHistoryAcrossTrims(t *testing.T) {
 	}
 }
 
+// TestWatchHistoryShrinks: one revision of many events (a delete by
+// prefix of 50,000 keys) grows the history's array far past the limit;
+// the trim after it gives that memory back.
+func TestWatchHistoryShrinks(t *testing.T) {
+	s := mustOpenStore(t)
+	now := time.Now().UnixNano()
+	var puts [][]byte
+	for i := 0; i < 50000; i += MaxTxnOps {
+		c := &Command{Op: OpTxn, Now: now}
+		for j := i; j < i+MaxTxnOps; j++ {
+			c.Txn.Success = append(c.Txn.Success, TxnOp{Type: OpPut, Key: fmt.Sprintf("big/%06d", j), Value: []byte("v")})
+		}
+		puts = append(puts, c.Encode())
+	}
+	s.applyRaw(EncodeBatch(puts))
+	del := &Command{Op: OpTxn, Now: now}
+	del.Txn.Success = []TxnOp{{Type: OpDelete, Key: "big/", Prefix: true}}
+	s.applyRaw(del.Encode())
+	s.put("after", "v") // the trim after the big revision
+	h := &s.watchers
+	h.mu.Lock()
+	n, c := len(h.history), cap(h.history)
+	h.mu.Unlock()
+	if c > 2*(DefaultWatchHistory+DefaultWatchHistory/4) {
+		t.Fatalf("history holds %d events in an array of %d: the big revision's memory was kept", n, c)
+	}
+}
+
 // TestWatchAfterReopen: a reopened store has no history; a watch from the
 // past is compacted, from the next revision it works.
 func TestWatchAfterReopen(t *testing.T) {
