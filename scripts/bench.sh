@@ -58,6 +58,8 @@ die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# Results of an earlier run would be counted as rounds of this one.
+compgen -G "$OUT/*.json" >/dev/null && die "$OUT already holds results; give BENCH_OUT an empty directory"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench.XXXXXX")
 BIN=$WORK/bin
 mkdir -p "$BIN"
@@ -246,7 +248,7 @@ done
 if compgen -G "$OUT/*.cairn.json" >/dev/null; then
 {
 	echo "cairn $(git rev-parse --short HEAD 2>/dev/null || echo '?') vs etcd ${ETCD_VERSION:-(not available)}, three members each on 127.0.0.1 ($(nproc) CPUs, shared with the load generator)."
-	echo "${ROUNDS} round(s) of ${DURATION} per workload and system (medians; ratios are the median of the rounds' own), closed loop, ${VALUE_SIZE} B values over ${KEYS} keys (pre-filled for reads), clients spread over all members."
+	echo "${ROUNDS} round(s) of ${DURATION} per workload and system (medians; throughput and latency ratios are the median of the rounds' own, CPU per operation is over all rounds), closed loop, ${VALUE_SIZE} B values over ${KEYS} keys (pre-filled for reads), clients spread over all members."
 	echo "Ratios are cairn/etcd: above 1 means cairn has more throughput, or more latency. Command: $( [[ $SHORT == 1 ]] && echo 'BENCH_SHORT=1 ')scripts/bench.sh"
 	if [[ $HAVE_ETCD == 0 ]]; then
 		echo

@@ -465,13 +465,15 @@ func serverCPU(r *load.Result) float64 { return r.ServerCPUSeconds }
 func clientCPU(r *load.Result) float64 { return r.ClientCPUSeconds }
 
 // perOpValue is the seconds cpu gives for rs, over their operations, in
-// microseconds; 0 when unknown.
+// microseconds (rounds without a figure left out); 0 when unknown.
 func perOpValue(rs []*load.Result, cpu func(*load.Result) float64) float64 {
 	var secs float64
 	var n int64
 	for _, r := range rs {
-		secs += cpu(r)
-		n += r.Ops
+		if c := cpu(r); c > 0 {
+			secs += c
+			n += r.Ops
+		}
 	}
 	if n == 0 || secs <= 0 {
 		return 0

@@ -112,6 +112,14 @@ func TestReportRounds(t *testing.T) {
 	if len(lines) < 4 || lines[2] != want[0] || lines[3] != want[1] {
 		t.Fatalf("rows:\n%s\nwant:\n%s", out.String(), strings.Join(want, "\n"))
 	}
+	// A fourth round without servers' CPU figures counts in neither sum.
+	for sys, tp := range map[string]float64{"cairn": 100, "etcd": 100} {
+		writeResult(t, filepath.Join(dir, "2-put-c64.r4."+sys+".json"), load.Result{Workload: load.WorkloadPut, Concurrency: 64, Throughput: tp, Ops: 5000})
+	}
+	out.Reset()
+	if err := report([]string{dir}, &out); err != nil {
+		t.Fatal(err)
+	}
 	// Servers' CPU: cairn 0.6 s over 3000 ops = 200 µs, etcd 0.6 s = 200 µs.
 	if row := "| write (put) | 64 | 200.0 | 200.0 | 1.00× |"; !strings.Contains(out.String(), row) {
 		t.Errorf("want the CPU row %q in:\n%s", row, out.String())
