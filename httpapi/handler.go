@@ -130,10 +130,12 @@ type Handler struct {
 // own.
 type drainKey struct{}
 
-// BaseContext is for http.Server.BaseContext. Requests served from it end
-// when the handler drains (a moment after Close) without registering a
-// hook each on the shared drain context; a server without it gets the
-// same behaviour at a small cost per request.
+// BaseContext is for http.Server.BaseContext. Every request served from
+// it ends when the handler drains (a moment after Close), without a hook
+// of its own on the shared drain context: timed ones, and also those that
+// run without the request timeout (snapshots and other answers relayed
+// from the leader). On a server without it, only the timed requests end
+// at drain, each at the cost of a hook.
 func (h *Handler) BaseContext(net.Listener) context.Context { return h.base }
 
 // closeGrace is how long requests in flight at Close may still run.
