@@ -278,31 +278,29 @@ func TestWatchHistoryAcrossTrims(t *testing.T) {
 	}
 }
 
-// TestWatchHistoryShrinks: one revision of many events (a delete by
-// prefix of 50,000 keys) grows the history's array far past the limit;
-// the trim after it gives that memory back.
+// TestWatchHistoryShrinks: one revision of many events (as a delete by
+// prefix of 50,000 keys publishes) grows the history's array far past the
+// limit; the trim after it gives that memory back.
 func TestWatchHistoryShrinks(t *testing.T) {
-	s := mustOpenStore(t)
-	now := time.Now().UnixNano()
-	var puts [][]byte
-	for i := 0; i < 50000; i += MaxTxnOps {
-		c := &Command{Op: OpTxn, Now: now}
-		for j := i; j < i+MaxTxnOps; j++ {
-			c.Txn.Success = append(c.Txn.Success, TxnOp{Type: OpPut, Key: fmt.Sprintf("big/%06d", j), Value: []byte("v")})
-		}
-		puts = append(puts, c.Encode())
+	var h watchHub
+	h.init()
+	big := make([]Event, 50000)
+	for i := range big {
+		big[i] = Event{Type: OpDelete, KV: KV{Key: fmt.Sprintf("big/%06d", i), ModRevision: 1}}
 	}
-	s.applyRaw(EncodeBatch(puts))
-	del := &Command{Op: OpTxn, Now: now}
-	del.Txn.Success = []TxnOp{{Type: OpDelete, Key: "big/", Prefix: true}}
-	s.applyRaw(del.Encode())
-	s.put("after", "v") // the trim after the big revision
-	h := &s.watchers
+	h.publish(big, 1)
+	h.publish([]Event{{Type: OpPut, KV: KV{Key: "after", Value: []byte("v"), ModRevision: 2}}}, 2)
+	for rev := int64(3); rev < 3+DefaultWatchHistory; rev++ { // trims in place from here
+		h.publish([]Event{{Type: OpPut, KV: KV{Key: "k", ModRevision: rev}}}, rev)
+	}
 	h.mu.Lock()
 	n, c := len(h.history), cap(h.history)
 	h.mu.Unlock()
 	if c > 2*(DefaultWatchHistory+DefaultWatchHistory/4) {
 		t.Fatalf("history holds %d events in an array of %d: the big revision's memory was kept", n, c)
+	}
+	if n < DefaultWatchHistory || n > DefaultWatchHistory*5/4 {
+		t.Fatalf("history holds %d events, want %d to %d", n, DefaultWatchHistory, DefaultWatchHistory*5/4)
 	}
 }
 
