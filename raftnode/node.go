@@ -401,8 +401,10 @@ func (n *Node) Ready() bool {
 		if n.caughtUp.CompareAndSwap(false, true) {
 			// Start-up read the whole log (Raft scans it for
 			// configuration entries and replays it to the store); give
-			// those pages back now that the node is serving.
-			go n.releaseLogPages()
+			// those pages back before the node says it serves, so that
+			// it does not start out hundreds of MiB larger than it runs.
+			n.releaseLogPages()
+			n.store.ReleasePages()
 		}
 		return true
 	}
