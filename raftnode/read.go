@@ -41,7 +41,7 @@ func (n *Node) watchLeadership() {
 			go func() {
 				defer n.wg.Done()
 				for ctx.Err() == nil {
-					if err := n.raft.Barrier(5 * time.Second).Error(); err == nil {
+					if err := futureError(ctx, n.raft.Barrier(5*time.Second)); err == nil {
 						if n.epoch.Load() == epoch {
 							n.setReadReady(epoch)
 						}
@@ -55,6 +55,22 @@ func (n *Node) watchLeadership() {
 				}
 			}()
 		}
+	}
+}
+
+// futureError waits for f's outcome, or for ctx to end. hashicorp/raft
+// answers every future its loops take, but one still in its apply queue
+// (buffered, with BatchApplyCh) when it shuts down is never answered:
+// waiting on such a barrier held Node.Shutdown forever once in the tests.
+// The goroutine left waiting on an unanswered future is the price.
+func futureError(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
