@@ -40,6 +40,17 @@ func TestRemovedNodesExit(t *testing.T) {
 		}
 	}
 
+	// A node removed before its own registration is done asks to join
+	// again, and is let back in (noted for the product; here the test
+	// waits): wait for both to have registered.
+	for _, n := range []*cluster.Node{leader, follower} {
+		if !cluster.Poll(10*time.Second, 20*time.Millisecond, func() bool {
+			_, ok := n.LogContains("member registered")
+			return ok
+		}) {
+			t.Fatalf("%s did not register within 10s:\n%s", n.ID, n.LogTail(20))
+		}
+	}
 	remove(leader, follower)
 	waitExit(follower)
 
