@@ -54,6 +54,9 @@ type Node struct {
 
 	caughtUp   atomic.Bool
 	catchUpIdx atomic.Uint64
+	// startupRelease gives back the pages start-up read, once, as the
+	// node first catches up (Ready).
+	startupRelease sync.Once
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -268,14 +271,14 @@ func (n *Node) Leader() (id, httpAddr string) {
 // WaitForLeader waits until a leader with a known HTTP address is known,
 // or ctx ends (ErrNoLeader).
 func (n *Node) WaitForLeader(ctx context.Context) (id, httpAddr string, err error) {
-	if id, addr := n.Leader(); id != "" && (addr != "" || id == n.cfg.ID) {
-		return id, addr, nil // the usual case, without a ticker
-	}
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
+	var t *time.Ticker // only once there is something to wait for
 	for {
 		if id, addr := n.Leader(); id != "" && (addr != "" || id == n.cfg.ID) {
 			return id, addr, nil
+		}
+		if t == nil {
+			t = time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
 		}
 		select {
 		case <-ctx.Done():
@@ -398,14 +401,16 @@ func (n *Node) Ready() bool {
 		n.catchUpIdx.Store(target)
 	}
 	if n.appliedThrough(target) {
-		if n.caughtUp.CompareAndSwap(false, true) {
-			// Start-up read the whole log (Raft scans it for
-			// configuration entries and replays it to the store); give
-			// those pages back before the node says it serves, so that
-			// it does not start out hundreds of MiB larger than it runs.
+		// Start-up read the whole log (Raft scans it for configuration
+		// entries and replays it to the store); give those pages back
+		// before the node says it serves, so that it does not start out
+		// hundreds of MiB larger than it runs. Concurrent callers wait
+		// for the release, and see the node not ready until it is done.
+		n.startupRelease.Do(func() {
 			n.releaseLogPages()
 			n.store.ReleasePages()
-		}
+		})
+		n.caughtUp.Store(true)
 		return true
 	}
 	return false
