@@ -22,9 +22,10 @@ func (a answered) Error() error { return a.err }
 // an answered one gives its own error.
 func TestFutureErrorEndsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	never := make(chan struct{})
+	defer close(never) // lets the goroutine left waiting on it go
 	done := make(chan error, 1)
-	go func() { done <- futureError(ctx, unanswered{make(chan struct{})}) }()
-	time.Sleep(20 * time.Millisecond)
+	go func() { done <- futureError(ctx, unanswered{never}) }()
 	cancel()
 	select {
 	case err := <-done:

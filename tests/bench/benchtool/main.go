@@ -245,7 +245,6 @@ var roundName = regexp.MustCompile(`^(.+)\.r([0-9]+)$`)
 // etcd's (nil when etcd was not run), with the servers' CPU seconds read
 // from the .cpu files beside them.
 type benchCase struct {
-	name   string
 	rounds []pair
 }
 
@@ -284,7 +283,7 @@ func collect(dir string) ([]*benchCase, error) {
 		}
 		bc := byName[name]
 		if bc == nil {
-			bc = &benchCase{name: name}
+			bc = &benchCase{}
 			byName[name] = bc
 			cases = append(cases, bc)
 		}
