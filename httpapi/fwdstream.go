@@ -115,9 +115,7 @@ func (h *Handler) applyStream(w http.ResponseWriter, r *http.Request) {
 		var answer []byte
 		serr := errStreamClosing
 		if !closing {
-			ctx, cancel := context.WithTimeout(h.drained, h.cfg.RequestTimeout)
-			answer, serr = serve(ctx, data)
-			cancel()
+			answer, serr = serve(h.deadlines.at(time.Now()), data)
 			h.streamFrames.Done()
 		}
 		var out []byte

@@ -121,22 +121,16 @@ type Handler struct {
 	// waiting (for a leader, say) so that shutdown stays prompt.
 	drained     context.Context
 	stopDrained context.CancelFunc
-	// base is drained marked as this handler's (see BaseContext).
-	base context.Context
+	// deadlines gives requests their timeout (see timed).
+	deadlines *deadlines
 }
 
-// drainKey marks the contexts of requests that a server started from
-// BaseContext: they end when the handler drains without a hook of their
-// own.
-type drainKey struct{}
-
 // BaseContext is for http.Server.BaseContext. Every request served from
-// it ends when the handler drains (a moment after Close), without a hook
-// of its own on the shared drain context: timed ones, and also those that
+// it ends when the handler drains (a moment after Close), also those that
 // run without the request timeout (snapshots and other answers relayed
 // from the leader). On a server without it, only the timed requests end
-// at drain, each at the cost of a hook.
-func (h *Handler) BaseContext(net.Listener) context.Context { return h.base }
+// at drain.
+func (h *Handler) BaseContext(net.Listener) context.Context { return h.drained }
 
 // closeGrace is how long requests in flight at Close may still run.
 const closeGrace = 2 * time.Second
@@ -194,7 +188,7 @@ func New(cfg Config, node Node, st Store) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), node: node, store: st, fwd: cfg.ForwardClient, closing: make(chan struct{})}
 	h.drained, h.stopDrained = context.WithCancel(context.Background())
-	h.base = context.WithValue(h.drained, drainKey{}, h)
+	h.deadlines = newDeadlines(h.drained, cfg.RequestTimeout)
 	h.fwdw = batch.New(batch.Config[[]byte, forwarded]{
 		MaxInflight: forwardInflight,
 		MaxItems:    store.MaxBatch,
@@ -346,23 +340,7 @@ type keyHandler func(w http.ResponseWriter, r *http.Request, key string)
 
 func (h *Handler) withTimeout(fn keyHandler) keyHandler {
 	return func(w http.ResponseWriter, r *http.Request, key string) {
-		r, done := h.timed(r)
-		defer done()
-		fn(w, r, key)
-	}
-}
-
-// timed gives r the request timeout and ends it when the handler drains
-// (a moment after Close); call done when the request is over.
-func (h *Handler) timed(r *http.Request) (*http.Request, func()) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
-	if r.Context().Value(drainKey{}) == h {
-		return r.WithContext(ctx), cancel // ends with h.drained already
-	}
-	stop := context.AfterFunc(h.drained, cancel)
-	return r.WithContext(ctx), func() {
-		stop()
-		cancel()
+		fn(w, h.timed(r), key)
 	}
 }
 
@@ -518,9 +496,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, key string) {
 	// A stale read without min_revision never waits: it needs no deadline
 	// (which costs a timer and a registration on every plain read).
 	if q.Get("consistency") != "stale" || q.Has("min_revision") {
-		var done func()
-		r, done = h.timed(r)
-		defer done()
+		r = h.timed(r)
 	}
 	if !h.readyToRead(w, r, q) {
 		return
