@@ -216,7 +216,7 @@ func (a *applier) put(op *TxnOp, rev, now int64) error {
 		return err
 	}
 	a.remember(op.Key, &kv)
-	a.changes = append(a.changes, kvChange{key: op.Key, rec: rec})
+	a.changes = append(a.changes, kvChange{key: op.Key, rec: rec, ttl: kv.ExpiresAt != 0 || (exists && old.ExpiresAt != 0)})
 	if kv.ExpiresAt != 0 {
 		if err := a.tx.Bucket(bucketTTL).Put(ttlKey(kv.ExpiresAt, op.Key), nil); err != nil {
 			return err
@@ -272,7 +272,7 @@ func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
 		return 0, err
 	}
 	a.remember(key, nil)
-	a.changes = append(a.changes, kvChange{key: key})
+	a.changes = append(a.changes, kvChange{key: key, ttl: old.ExpiresAt != 0})
 	a.events = append(a.events, Event{Type: OpDelete, KV: KV{Key: key, ModRevision: rev, CreateRevision: old.CreateRevision}})
 	return 1, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -488,6 +489,45 @@ func TestExpiredSeesOverlay(t *testing.T) {
 	check("over the overlay")
 	s.Flush()
 	check("after Flush")
+}
+
+// The reaper's view of the overlay holds only the keys whose TTL changed:
+// none for plain writes, and it agrees with the overlay for the others
+// until a commit empties both.
+func TestOverlayTTLKeys(t *testing.T) {
+	s := openWithInterval(t, longInterval)
+	ttlKeys := func() map[string][]byte {
+		s.ovMu.RLock()
+		defer s.ovMu.RUnlock()
+		for k, v := range s.ovTTL {
+			if !bytes.Equal(s.ov[k], v) {
+				t.Errorf("ovTTL[%s] differs from the overlay", k)
+			}
+		}
+		return maps.Clone(s.ovTTL)
+	}
+	for i := 0; i < 50; i++ {
+		s.put(fmt.Sprint("plain/", i), "v")
+	}
+	if n := len(ttlKeys()); n != 0 {
+		t.Fatalf("%d TTL keys after plain writes, want 0", n)
+	}
+	far := time.Now().Add(time.Hour).UnixNano()
+	s.apply(withNow(NewPut("t", []byte("v"), -1, far)))
+	s.apply(withNow(NewPut("t", []byte("w"), -1, 0))) // TTL dropped: still listed, with the new record
+	s.apply(withNow(NewPut("t", []byte("x"), -1, 0)))
+	s.put("plain/1", "w")
+	if got := ttlKeys(); len(got) != 1 || got["t"] == nil {
+		t.Fatalf("TTL keys %v, want t alone", got)
+	}
+	s.Flush()
+	if n := len(ttlKeys()); n != 0 {
+		t.Fatalf("%d TTL keys after a commit, want 0", n)
+	}
+	s.apply(withNow(NewDelete("t", false, -1))) // deletes a key with no TTL
+	if n := len(ttlKeys()); n != 0 {
+		t.Fatalf("%d TTL keys after deleting a key without TTL, want 0", n)
+	}
 }
 
 // Restore replaces applied-but-uncommitted state, and it never comes back.

@@ -184,6 +184,10 @@ type Store struct {
 	// makes the overlay, revision and applied index move together.
 	ovMu sync.RWMutex
 	ov   map[string][]byte
+	// ovTTL holds the overlay's records (as in ov) of the keys whose
+	// change since the last commit set, moved or dropped a TTL, so that
+	// the reaper (Expired) need not look through the whole overlay.
+	ovTTL map[string][]byte
 
 	// recent mirrors the records of keys wtx read or wrote lately, without
 	// their values, so a write need not search bbolt for the record it
@@ -221,7 +225,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg.CommitInterval = DefaultCommitInterval
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{}), failed: make(chan struct{}),
-		ov: map[string][]byte{}, recent: map[string]recentKey{}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
+		ov: map[string][]byte{}, ovTTL: map[string][]byte{}, recent: map[string]recentKey{}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
 	s.watchers.init()
 	if err := markDirty(cfg.Path, cfg.NoSync); err != nil {
 		return nil, err
@@ -671,12 +675,14 @@ func (s *Store) Expired(now int64, limit int) ([]ExpireKey, error) {
 	}
 	var found []expired
 	var ov map[string][]byte
-	err := s.read(func(o map[string][]byte, _ int64) {
-		if len(o) > 0 {
-			ov = maps.Clone(o) // the records themselves are never changed
+	err := s.read(func(map[string][]byte, int64) {
+		if len(s.ovTTL) > 0 {
+			ov = maps.Clone(s.ovTTL) // the records themselves are never changed
 		}
 	}, func(tx *bolt.Tx) error {
-		// Keys written since the last commit: their records are in ov.
+		// Keys whose TTL changed since the last commit: their records are
+		// in ov. Every key with a TTL in the file that changed since is
+		// among them (the record it replaced had a TTL).
 		for key, v := range ov {
 			if v == nil {
 				continue
@@ -782,6 +788,13 @@ func (s *Store) Apply(entries []Entry) []*Result {
 	s.ovMu.Lock()
 	for _, c := range st.changes {
 		s.ov[c.key] = c.rec
+		if c.ttl {
+			s.ovTTL[c.key] = c.rec
+		} else if len(s.ovTTL) > 0 {
+			if _, ok := s.ovTTL[c.key]; ok {
+				s.ovTTL[c.key] = c.rec
+			}
+		}
 	}
 	s.applied.Store(st.applied)
 	s.revision.Store(st.rev)
@@ -804,10 +817,12 @@ type applyState struct {
 	membersChanged bool
 }
 
-// kvChange is one key's new record (nil: deleted), for the overlay.
+// kvChange is one key's new record (nil: deleted), for the overlay; ttl
+// is set when the new record or the one it replaces has a TTL.
 type kvChange struct {
 	key string
 	rec []byte
+	ttl bool
 }
 
 // applyTx applies entries inside tx; results (when not nil) receives one
@@ -923,6 +938,7 @@ func (s *Store) commitLocked() {
 	s.pending, s.pendingBytes = nil, 0
 	s.ovMu.Lock()
 	clear(s.ov)
+	clear(s.ovTTL)
 	s.ovMu.Unlock()
 }
 
@@ -1120,6 +1136,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.pending, s.pendingBytes = nil, 0
 	s.ovMu.Lock()
 	clear(s.ov)
+	clear(s.ovTTL)
 	s.ovMu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: restore: close: %w", err)
