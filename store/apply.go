@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -66,7 +67,12 @@ func (a *applier) get(key string, now int64, withValue bool) (KV, bool, error) {
 		kv, ok, err := a.lookup(key)
 		return kv, ok && kv.live(now), err
 	}
-	v := a.tx.Bucket(bucketKV).Get([]byte(key))
+	var v []byte
+	if e, ok := a.s.recent[key]; ok && e.dirty {
+		v = e.rec
+	} else {
+		v = a.tx.Bucket(bucketKV).Get([]byte(key))
+	}
 	if v == nil {
 		return KV{}, false, nil
 	}
@@ -109,6 +115,9 @@ func (a *applier) txn(cmd *Command) (*Result, error) {
 		switch op.Type {
 		case OpGet:
 			if op.Prefix {
+				if err := a.s.flushKV(a.tx); err != nil {
+					return nil, err
+				}
 				kvs, _, err := scan(a.tx.Bucket(bucketKV), ListOptions{Prefix: op.Key, Limit: int(op.Limit)}, now)
 				if err != nil {
 					return nil, err
@@ -196,10 +205,11 @@ func ttlKey(expiresAt int64, key string) []byte {
 
 func (a *applier) put(op *TxnOp, rev, now int64) error {
 	kv := KV{Key: op.Key, Value: op.Value, ModRevision: rev, CreateRevision: rev, Version: 1, ExpiresAt: op.ExpiresAt}
-	old, exists, err := a.lookup(op.Key)
+	e, err := a.entry(op.Key)
 	if err != nil {
 		return err
 	}
+	old, exists := e.kv(op.Key), e.present
 	if exists {
 		if old.ExpiresAt != 0 {
 			if err := a.tx.Bucket(bucketTTL).Delete(ttlKey(old.ExpiresAt, op.Key)); err != nil {
@@ -212,10 +222,7 @@ func (a *applier) put(op *TxnOp, rev, now int64) error {
 		}
 	}
 	rec := encodeRecord(op.Key, &kv)
-	if err := a.tx.Bucket(bucketKV).Put([]byte(op.Key), rec); err != nil {
-		return err
-	}
-	a.remember(op.Key, &kv)
+	a.s.write(op.Key, e, &kv, rec)
 	a.changes = append(a.changes, kvChange{key: op.Key, rec: rec, ttl: kv.ExpiresAt != 0 || (exists && old.ExpiresAt != 0)})
 	if kv.ExpiresAt != 0 {
 		if err := a.tx.Bucket(bucketTTL).Put(ttlKey(kv.ExpiresAt, op.Key), nil); err != nil {
@@ -230,6 +237,9 @@ func (a *applier) put(op *TxnOp, rev, now int64) error {
 func (a *applier) delete(op *TxnOp, rev, now int64) (int64, error) {
 	if !op.Prefix {
 		return a.deleteKey(op.Key, rev, now, -1)
+	}
+	if err := a.s.flushKV(a.tx); err != nil {
+		return 0, err
 	}
 	var keys []string
 	c := a.tx.Bucket(bucketKV).Cursor()
@@ -251,10 +261,11 @@ func (a *applier) delete(op *TxnOp, rev, now int64) (int64, error) {
 // deleteKey removes key, if present and (when mod >= 0) at mod revision
 // mod, and returns 1 if a live key was deleted.
 func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
-	old, exists, err := a.lookup(key)
-	if err != nil || !exists {
+	e, err := a.entry(key)
+	if err != nil || !e.present {
 		return 0, err
 	}
+	old := e.kv(key)
 	if mod >= 0 && old.ModRevision != mod {
 		return 0, nil
 	}
@@ -268,10 +279,7 @@ func (a *applier) deleteKey(key string, rev, now, mod int64) (int64, error) {
 			return 0, err
 		}
 	}
-	if err := a.tx.Bucket(bucketKV).Delete([]byte(key)); err != nil {
-		return 0, err
-	}
-	a.remember(key, nil)
+	a.s.write(key, e, nil, nil)
 	a.changes = append(a.changes, kvChange{key: key, ttl: old.ExpiresAt != 0})
 	a.events = append(a.events, Event{Type: OpDelete, KV: KV{Key: key, ModRevision: rev, CreateRevision: old.CreateRevision}})
 	return 1, nil
@@ -356,50 +364,105 @@ func (a *applier) idemStore(cmd *Command, r *Result) error {
 	return meta.Put(metaIdemCount, putU64(count))
 }
 
-// maxRecent bounds Store.recent; when it is full it starts over empty.
+// maxRecent bounds Store.recent; when it is full its dirty records are
+// written to the transaction and it starts over empty.
 const maxRecent = 1 << 16
 
-// recentKey is what a write needs of a key's record (all but the value), as
-// the open write transaction has it.
+// recentKey is what a write needs of a key's record (all but the value).
+// While dirty, the record itself (nil: deleted) is not yet in the write
+// transaction: writes keep a key's latest record here and put it into
+// bbolt once, in key order, when the transaction commits (flushKV), so
+// that a key written many times between commits costs one bbolt Put.
 type recentKey struct {
 	create, mod, version, expires int64
-	present                       bool
+	present, dirty                bool
+	rec                           []byte
+}
+
+func (e *recentKey) kv(key string) KV {
+	return KV{Key: key, CreateRevision: e.create, ModRevision: e.mod, Version: e.version, ExpiresAt: e.expires}
+}
+
+// entry returns key's entry in Store.recent, reading its record from the
+// write transaction when the key is not there. A write needs the old
+// record's revisions and expiry; this spares it a bbolt search for keys
+// written often.
+func (a *applier) entry(key string) (*recentKey, error) {
+	if e, ok := a.s.recent[key]; ok {
+		return e, nil
+	}
+	e := &recentKey{}
+	if raw := a.tx.Bucket(bucketKV).Get([]byte(key)); raw != nil {
+		kv, err := decodeRecord(key, raw, false)
+		if err != nil {
+			return nil, err
+		}
+		e.create, e.mod, e.version, e.expires, e.present = kv.CreateRevision, kv.ModRevision, kv.Version, kv.ExpiresAt, true
+	}
+	if len(a.s.recent) >= maxRecent {
+		if err := a.s.flushKV(a.tx); err != nil {
+			return nil, err
+		}
+		clear(a.s.recent)
+	}
+	a.s.recent[key] = e
+	return e, nil
 }
 
 // lookup returns key's record without its value, whether or not it has
-// expired, from Store.recent when the key was read or written lately, and
-// from the write transaction otherwise. A write needs the old record's
-// revisions and expiry; this spares it a bbolt search for keys written
-// often.
+// expired.
 func (a *applier) lookup(key string) (KV, bool, error) {
-	if r, ok := a.s.recent[key]; ok {
-		if !r.present {
-			return KV{}, false, nil
-		}
-		return KV{Key: key, CreateRevision: r.create, ModRevision: r.mod, Version: r.version, ExpiresAt: r.expires}, true, nil
-	}
-	raw := a.tx.Bucket(bucketKV).Get([]byte(key))
-	if raw == nil {
-		a.remember(key, nil)
-		return KV{}, false, nil
-	}
-	kv, err := decodeRecord(key, raw, false)
-	if err != nil {
+	e, err := a.entry(key)
+	if err != nil || !e.present {
 		return KV{}, false, err
 	}
-	a.remember(key, &kv)
-	return kv, true, nil
+	return e.kv(key), true, nil
 }
 
-// remember records key's record in the write transaction (nil: none) in
-// Store.recent.
-func (a *applier) remember(key string, kv *KV) {
-	if len(a.s.recent) >= maxRecent {
-		clear(a.s.recent)
-	}
+// write makes kv, encoded as rec, key's record (nil: deleted) in its
+// entry e, to be put into the write transaction by flushKV. applyMu is
+// held.
+func (s *Store) write(key string, e *recentKey, kv *KV, rec []byte) {
 	if kv == nil {
-		a.s.recent[key] = recentKey{}
-		return
+		e.create, e.mod, e.version, e.expires, e.present = 0, 0, 0, 0, false
+	} else {
+		e.create, e.mod, e.version, e.expires, e.present = kv.CreateRevision, kv.ModRevision, kv.Version, kv.ExpiresAt, true
 	}
-	a.s.recent[key] = recentKey{create: kv.CreateRevision, mod: kv.ModRevision, version: kv.Version, expires: kv.ExpiresAt, present: true}
+	e.rec = rec
+	if !e.dirty {
+		e.dirty = true
+		s.dirty = append(s.dirty, key)
+	}
+}
+
+// flushKV puts the dirty records of Store.recent into tx, in key order.
+// applyMu is held. On an error tx must be dropped (and recent with it).
+func (s *Store) flushKV(tx *bolt.Tx) error {
+	if len(s.dirty) == 0 {
+		return nil
+	}
+	slices.Sort(s.dirty)
+	b := tx.Bucket(bucketKV)
+	for _, key := range s.dirty {
+		e := s.recent[key]
+		var err error
+		if e.present {
+			err = b.Put([]byte(key), e.rec)
+		} else {
+			err = b.Delete([]byte(key))
+		}
+		if err != nil {
+			return err
+		}
+		e.dirty, e.rec = false, nil
+	}
+	s.dirty = s.dirty[:0]
+	return nil
+}
+
+// forgetRecent empties Store.recent, dirty records included: for when the
+// write transaction is dropped uncommitted. applyMu is held.
+func (s *Store) forgetRecent() {
+	clear(s.recent)
+	s.dirty = s.dirty[:0]
 }

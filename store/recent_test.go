@@ -5,12 +5,21 @@ import (
 	"math/rand"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // forgetRecent empties s's recent-keys cache, as if it had never held
-// anything: every write then reads the record it replaces from bbolt.
+// anything (its dirty records put into the write transaction first):
+// every write then reads the record it replaces from bbolt, and puts its
+// own there at once.
 func forgetRecent(s *testStore) {
 	s.applyMu.Lock()
+	if s.wtx != nil {
+		if err := s.flushKV(s.wtx); err != nil {
+			panic(err)
+		}
+	}
 	clear(s.recent)
 	s.applyMu.Unlock()
 }
@@ -32,7 +41,7 @@ func randomWrites(rng *rand.Rand, n int, now int64) []*Command {
 	var out []*Command
 	for range n {
 		var c *Command
-		switch r := rng.Intn(10); {
+		switch r := rng.Intn(12); {
 		case r < 4:
 			c = NewPut(key(), []byte(fmt.Sprint(rng.Int())), -1, 0)
 		case r == 4:
@@ -45,6 +54,20 @@ func randomWrites(rng *rand.Rand, n int, now int64) []*Command {
 			c = NewDelete(fmt.Sprintf("k/%d/", rng.Intn(3)), true, -1)
 		case r == 8:
 			c = NewPut(key(), []byte("cas"), int64(rng.Intn(40)), 0)
+		case r == 10:
+			// Reads of values inside the state machine: a compare on the
+			// value, a get of one key and one of a prefix.
+			k := key()
+			c = &Command{Op: OpTxn, Txn: Txn{
+				Compare: []Compare{{Key: k, Target: TargetValue, Op: CmpEqual, Value: []byte("txn")}},
+				Success: []TxnOp{{Type: OpPut, Key: k, Value: []byte("cas")}, {Type: OpGet, Key: k}},
+				Failure: []TxnOp{{Type: OpGet, Key: k}, {Type: OpGet, Key: fmt.Sprintf("k/%d/", rng.Intn(3)), Prefix: true}},
+			}}
+		case r == 11:
+			k := key()
+			c = &Command{Op: OpTxn, Txn: Txn{
+				Success: []TxnOp{{Type: OpPut, Key: k, Value: []byte("txn")}, {Type: OpGet, Key: fmt.Sprintf("k/%d/", rng.Intn(3)), Prefix: true}},
+			}}
 		default:
 			k := key()
 			c = &Command{Op: OpTxn, Txn: Txn{
@@ -100,11 +123,12 @@ func TestRecentKeysAgreeWithFile(t *testing.T) {
 }
 
 // TestRecentKeysBounded writes more keys than the cache holds: it starts
-// over instead of growing, and versions stay right across the reset.
+// over instead of growing (its dirty records put into the transaction
+// first), and versions stay right across the reset.
 func TestRecentKeysBounded(t *testing.T) {
 	s := openWithInterval(t, longInterval)
 	const batch = 1000
-	n := maxRecent + 2*batch
+	n := (maxRecent/batch + 2) * batch
 	for i := 0; i < n; i += batch {
 		puts := make([][]byte, 0, batch)
 		for j := i; j < i+batch; j++ {
@@ -119,6 +143,14 @@ func TestRecentKeysBounded(t *testing.T) {
 		if held > maxRecent {
 			t.Fatalf("recent holds %d keys, over its bound of %d", held, maxRecent)
 		}
+	}
+	s.Flush()
+	var inFile int
+	if err := s.view(func(tx *bolt.Tx) error {
+		inFile = tx.Bucket(bucketKV).Stats().KeyN
+		return nil
+	}); err != nil || inFile != n {
+		t.Fatalf("the file holds %d keys (%v) after a commit, want %d", inFile, err, n)
 	}
 	for _, k := range []string{"key/000000", fmt.Sprintf("key/%06d", n-1)} {
 		s.put(k, "again")

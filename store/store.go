@@ -189,12 +189,15 @@ type Store struct {
 	// the reaper (Expired) need not look through the whole overlay.
 	ovTTL map[string][]byte
 
-	// recent mirrors the records of keys wtx read or wrote lately, without
+	// recent holds the records of keys wtx read or wrote lately, without
 	// their values, so a write need not search bbolt for the record it
-	// replaces. It must always agree with wtx: it is emptied whenever wtx
-	// is dropped uncommitted (rollback, a failed commit, Restore), and a
-	// commit leaves it valid. Only the holder of applyMu touches it.
-	recent map[string]recentKey
+	// replaces; the keys in dirty have their latest record there too, not
+	// yet put into wtx (see flushKV). recent and wtx together must always
+	// be the applied state: both are dropped together (rollback, a failed
+	// commit, Restore), and a commit first flushes the dirty records. Only
+	// the holder of applyMu touches them.
+	recent map[string]*recentKey
+	dirty  []string
 
 	applied  atomic.Uint64
 	revision atomic.Int64
@@ -225,7 +228,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg.CommitInterval = DefaultCommitInterval
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store"), notifyCh: make(chan struct{}), failed: make(chan struct{}),
-		ov: map[string][]byte{}, ovTTL: map[string][]byte{}, recent: map[string]recentKey{}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
+		ov: map[string][]byte{}, ovTTL: map[string][]byte{}, recent: map[string]*recentKey{}, stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
 	s.watchers.init()
 	if err := markDirty(cfg.Path, cfg.NoSync); err != nil {
 		return nil, err
@@ -889,7 +892,7 @@ func (s *Store) begin() error {
 		// redo fills it again from the committed file.
 		if _, err := s.applyTx(tx, s.pending, nil); err != nil {
 			_ = tx.Rollback()
-			clear(s.recent)
+			s.forgetRecent()
 			return err
 		}
 	}
@@ -904,7 +907,7 @@ func (s *Store) rollback() {
 		_ = s.wtx.Rollback()
 		s.wtx = nil
 	}
-	clear(s.recent)
+	s.forgetRecent()
 }
 
 // commitLocked commits the open write transaction, retrying (and redoing
@@ -917,12 +920,14 @@ func (s *Store) commitLocked() {
 	for attempt := 0; ; attempt++ {
 		err := s.begin()
 		if err == nil {
-			err = s.wtx.Commit()
-			s.wtx = nil
+			if err = s.flushKV(s.wtx); err == nil {
+				err = s.wtx.Commit()
+				s.wtx = nil
+			}
 			if err != nil {
-				// bbolt rolled the transaction back: what recent
-				// holds of it is gone from the file.
-				clear(s.recent)
+				// The transaction is gone (bbolt rolled it back, or
+				// rollback drops it): so is what recent holds of it.
+				s.rollback()
 			}
 		}
 		if err == nil || errors.Is(err, ErrClosed) {
