@@ -171,6 +171,18 @@ type fwdConn struct {
 	br   *bufio.Reader
 	addr string // the leader's HTTP address
 	node string // the leader's ID, from its answer to the upgrade
+	// deadline is the one set on conn (zero: none). Requests share their
+	// deadline (see deadlines), so a stream seldom needs a new one.
+	deadline time.Time
+}
+
+// setDeadline gives c's connection the deadline of ctx, or none.
+func (c *fwdConn) setDeadline(ctx context.Context) {
+	dl, _ := ctx.Deadline()
+	if !dl.Equal(c.deadline) {
+		c.conn.SetDeadline(dl)
+		c.deadline = dl
+	}
 }
 
 // fwdStreams keeps a follower's idle streams of one protocol to the
@@ -195,7 +207,12 @@ func (s *fwdStreams) get(ctx context.Context, h *Handler, addr string) (*fwdConn
 		c := s.idle[len(s.idle)-1]
 		s.idle = s.idle[:len(s.idle)-1]
 		// A stream the leader closed meanwhile (it restarted, say) would
-		// fail the pack with an unknown outcome: check before sending.
+		// fail the pack with an unknown outcome: check before sending
+		// (which a passed deadline would prevent).
+		if !c.deadline.IsZero() && time.Now().After(c.deadline) {
+			c.conn.SetDeadline(time.Time{})
+			c.deadline = time.Time{}
+		}
 		if c.addr == addr && peerOpen(c.conn) {
 			s.mu.Unlock()
 			return c, nil
@@ -293,9 +310,7 @@ func (h *Handler) roundTrip(ctx context.Context, pool *fwdStreams, addr string, 
 		c.conn.Close()
 		return nil, c.node, true, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		c.conn.SetDeadline(dl)
-	}
+	c.setDeadline(ctx)
 	// The length and the payload in one write (writev), without a copy.
 	frame := net.Buffers{binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64), uint64(len(payload))), payload}
 	if _, err := frame.WriteTo(c.conn); err != nil {
@@ -313,7 +328,6 @@ func (h *Handler) roundTrip(ctx context.Context, pool *fwdStreams, addr string, 
 	if _, err := io.ReadFull(c.br, data); err != nil {
 		return fail(err)
 	}
-	c.conn.SetDeadline(time.Time{})
 	pool.put(c)
 	if data[0] == streamRefused {
 		return nil, c.node, false, nil

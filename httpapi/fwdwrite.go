@@ -94,8 +94,7 @@ func (h *Handler) sendWrites(cmds [][]byte) []forwarded {
 		}
 		return out
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
-	defer cancel()
+	ctx := h.deadlines.at(time.Now())
 	addr, err := h.leaderAddr(ctx)
 	if err != nil || addr == "" {
 		// No leader yet, or this node leads now: the plain path knows how

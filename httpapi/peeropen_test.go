@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -57,5 +58,47 @@ func TestPeerOpen(t *testing.T) {
 	defer b.Close()
 	if !peerOpen(a) {
 		t.Fatal("a connection that cannot be checked must count as open")
+	}
+}
+
+// An idle stream whose deadline passed while it waited in the pool is
+// still checked before reuse: one the leader closed is not handed out.
+func TestStreamPoolChecksPastDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := <-accepted
+	addr := ln.Addr().String()
+	c := &fwdConn{conn: conn, addr: addr}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+	defer cancel()
+	c.setDeadline(ctx)
+	if dl, _ := ctx.Deadline(); !c.deadline.Equal(dl) {
+		t.Fatalf("stream deadline %v, want the context's %v", c.deadline, dl)
+	}
+	// No new stream may be dialled: get either hands out c or nothing.
+	pool := &fwdStreams{max: 1, noStream: map[string]time.Time{addr: time.Now().Add(time.Hour)}}
+	pool.put(c)
+	time.Sleep(20 * time.Millisecond) // the deadline passes
+	srv.Close()
+	time.Sleep(20 * time.Millisecond) // the FIN arrives
+	if got, err := pool.get(context.Background(), &Handler{}, addr); err == nil || got == c {
+		t.Fatalf("the pool handed out a stream the peer closed (%v)", err)
+	}
+	if !c.deadline.IsZero() {
+		t.Errorf("the passed deadline was left on the stream: %v", c.deadline)
 	}
 }
