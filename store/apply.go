@@ -229,7 +229,11 @@ func (a *applier) put(op *TxnOp, rev, now int64) error {
 			return err
 		}
 	}
-	kv.Value = bytes.Clone(op.Value)
+	if op.Value != nil {
+		// The event shares the record's copy of the value (records are
+		// never changed), capped so an append cannot write into it.
+		kv.Value = rec[len(rec)-len(op.Value) : len(rec) : len(rec)]
+	}
 	a.events = append(a.events, Event{Type: OpPut, KV: kv})
 	return nil
 }
