@@ -67,7 +67,7 @@ type Config struct {
 }
 
 // DefaultCommitInterval is the default Config.CommitInterval.
-const DefaultCommitInterval = time.Second
+const DefaultCommitInterval = 3 * time.Second
 
 // maxPendingEntries and maxPendingBytes bound what an open write
 // transaction holds before it is committed early.
