@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// peerOpen tells an idle connection whose peer is there from one the peer
-// closed, and one with unexpected data from an idle one.
-func TestPeerOpen(t *testing.T) {
+// tcpPair returns both ends of a TCP connection on 127.0.0.1 and the
+// listener's address; both ends close when the test ends.
+func tcpPair(t *testing.T) (client, server net.Conn, addr string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -24,12 +25,22 @@ func TestPeerOpen(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	srv := <-accepted
+	server = <-accepted
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
+	return client, server, ln.Addr().String()
+}
+
+// peerOpen tells an idle connection whose peer is there from one the peer
+// closed, and one with unexpected data from an idle one.
+func TestPeerOpen(t *testing.T) {
+	c, srv, _ := tcpPair(t)
 	if !peerOpen(c) {
 		t.Fatal("an open, quiet connection reported closed")
 	}
@@ -64,24 +75,7 @@ func TestPeerOpen(t *testing.T) {
 // An idle stream whose deadline passed while it waited in the pool is
 // still checked before reuse: one the leader closed is not handed out.
 func TestStreamPoolChecksPastDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := <-accepted
-	addr := ln.Addr().String()
+	conn, srv, addr := tcpPair(t)
 	c := &fwdConn{conn: conn, addr: addr}
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
 	defer cancel()
