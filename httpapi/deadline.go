@@ -71,7 +71,12 @@ func (c *timedCtx) Value(key any) any { return c.req.Value(key) }
 func (c *timedCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(c.Context, f) }
 
 // timed gives r the request timeout, which also ends when the handler
-// drains (a moment after Close).
+// drains (a moment after Close). A request already timed keeps its
+// deadline: one that a follower serves itself after waiting to forward it
+// (it became the leader) must not start its timeout over.
 func (h *Handler) timed(r *http.Request) *http.Request {
+	if _, ok := r.Context().(*timedCtx); ok {
+		return r
+	}
 	return r.WithContext(&timedCtx{Context: h.deadlines.at(time.Now()), req: r.Context()})
 }

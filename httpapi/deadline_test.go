@@ -98,3 +98,18 @@ func TestTimedKeepsRequestValues(t *testing.T) {
 		t.Fatal("a context derived from a timed request did not end with it")
 	}
 }
+
+// A request timed twice (a follower serving a request itself after
+// waiting to forward it) keeps its first deadline.
+func TestTimedKeepsFirstDeadline(t *testing.T) {
+	h := &Handler{deadlines: newDeadlines(context.Background(), time.Hour)}
+	first := h.timed(httptest.NewRequest("PUT", "/v1/kv/a", nil))
+	// Move the shared window on, as time passing would.
+	h.deadlines.at(time.Now().Add(time.Minute))
+	again := h.timed(first)
+	if again.Context() != first.Context() {
+		d1, _ := first.Context().Deadline()
+		d2, _ := again.Context().Deadline()
+		t.Fatalf("timing a timed request again moved its deadline from %v to %v", d1, d2)
+	}
+}

@@ -493,8 +493,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	q := r.URL.Query()
-	// A stale read without min_revision never waits: it needs no deadline
-	// (which costs a timer and a registration on every plain read).
+	// A stale read without min_revision never waits: it needs no deadline.
 	if q.Get("consistency") != "stale" || q.Has("min_revision") {
 		r = h.timed(r)
 	}
