@@ -96,3 +96,13 @@ func TestStreamPoolChecksPastDeadline(t *testing.T) {
 		t.Errorf("the passed deadline was left on the stream: %v", c.deadline)
 	}
 }
+
+// A connection whose read deadline has passed cannot be peeked at: it
+// counts as not usable rather than open.
+func TestPeerOpenPastDeadline(t *testing.T) {
+	c, _, _ := tcpPair(t)
+	c.SetReadDeadline(time.Now().Add(-time.Second))
+	if peerOpen(c) {
+		t.Fatal("a connection that could not be checked (deadline passed) reported open")
+	}
+}
