@@ -11,8 +11,7 @@ import (
 
 // forgetRecent empties s's recent-keys cache, as if it had never held
 // anything (its dirty records put into the write transaction first):
-// every write then reads the record it replaces from bbolt, and puts its
-// own there at once.
+// every entry's writes then read the records they replace from bbolt.
 func forgetRecent(s *testStore) {
 	s.applyMu.Lock()
 	if s.wtx != nil {

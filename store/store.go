@@ -189,10 +189,10 @@ type Store struct {
 	// the reaper (Expired) need not look through the whole overlay.
 	ovTTL map[string][]byte
 
-	// recent holds the records of keys wtx read or wrote lately, without
-	// their values, so a write need not search bbolt for the record it
-	// replaces; the keys in dirty have their latest record there too, not
-	// yet put into wtx (see flushKV). recent and wtx together must always
+	// recent holds what writes need of the records of keys wtx read or
+	// wrote lately (not the values), so a write need not search bbolt for
+	// the record it replaces; the keys in dirty have their whole latest
+	// record there too, not yet put into wtx (see flushKV). recent and wtx together must always
 	// be the applied state: both are dropped together (rollback, a failed
 	// commit, Restore), and a commit first flushes the dirty records. Only
 	// the holder of applyMu touches them.
