@@ -63,12 +63,17 @@ type timedCtx struct {
 	req             context.Context
 }
 
-// Value returns the request context's value for key.
-func (c *timedCtx) Value(key any) any { return c.req.Value(key) }
-
-// AfterFunc lets contexts derived from c register on its window rather
-// than each start a goroutine (see context.AfterFunc).
-func (c *timedCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(c.Context, f) }
+// Value returns the window's value for key if it has one, else the
+// request context's. The window answers the context package's own key
+// for its cancellation, so contexts derived from c register on the
+// window (not each with a goroutine) and context.Cause reports the
+// window's cause; the window holds no other values.
+func (c *timedCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.req.Value(key)
+}
 
 // timed gives r the request timeout, which also ends when the handler
 // drains (a moment after Close). A request already timed keeps its

@@ -91,6 +91,20 @@ func TestTimedKeepsRequestValues(t *testing.T) {
 	}
 	child, cancel := context.WithCancel(tr.Context())
 	defer cancel()
+	// Whatever happens to the request's own context, the cause is the
+	// window's.
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	gone := h.timed(r.WithContext(cctx))
+	short := &Handler{deadlines: newDeadlines(context.Background(), time.Millisecond)}
+	expired := short.timed(r.WithContext(cctx))
+	<-expired.Context().Done()
+	if cause := context.Cause(expired.Context()); !errors.Is(cause, context.DeadlineExceeded) {
+		t.Errorf("cause %v of a timed request past its deadline, want the deadline exceeded", cause)
+	}
+	if cause := context.Cause(gone.Context()); cause != nil {
+		t.Errorf("cause %v of a live timed request whose client left, want none", cause)
+	}
 	stop()
 	select {
 	case <-child.Done():
