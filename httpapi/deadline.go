@@ -26,7 +26,7 @@ type deadlines struct {
 
 type deadlineWindow struct {
 	ctx      context.Context
-	cancel   context.CancelFunc // called by the deadline's timer or the drain
+	cancel   context.CancelFunc // never called: the deadline or the drain ends ctx
 	deadline time.Time
 }
 

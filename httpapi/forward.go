@@ -66,16 +66,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 // leaderAddr waits (up to LeaderWait) for a leader and returns its HTTP
 // address, or "" if this node leads.
 func (h *Handler) leaderAddr(ctx context.Context) (string, error) {
-	id, addr := h.node.Leader()
-	if id == "" || (addr == "" && id != h.node.ID()) {
-		// No leader known (yet): wait for one, without a timer when one
-		// is known already, which is nearly always.
-		wctx, cancel := context.WithTimeout(ctx, h.cfg.LeaderWait)
-		defer cancel()
-		var err error
-		if id, addr, err = h.node.WaitForLeader(wctx); err != nil {
-			return "", fmt.Errorf("%w within %v", err, h.cfg.LeaderWait)
-		}
+	id, addr, err := h.node.WaitForLeader(ctx, h.cfg.LeaderWait)
+	if err != nil {
+		return "", fmt.Errorf("%w within %v", err, h.cfg.LeaderWait)
 	}
 	if id == h.node.ID() {
 		return "", nil

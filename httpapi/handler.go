@@ -23,10 +23,9 @@ import (
 type Node interface {
 	ID() string
 	IsLeader() bool
-	// Leader is the leader this node knows of now ("" when none) and its
-	// HTTP address ("" when not known yet).
-	Leader() (id, httpAddr string)
-	WaitForLeader(ctx context.Context) (id, httpAddr string, err error)
+	// WaitForLeader waits (at most wait) for a leader whose HTTP address
+	// is known and returns it; at once, without a timer, when one is.
+	WaitForLeader(ctx context.Context, wait time.Duration) (id, httpAddr string, err error)
 	Apply(ctx context.Context, cmd *store.Command) (*store.Result, error)
 	// ApplyAll applies each command as Apply would, queued together.
 	ApplyAll(ctx context.Context, cmds []*store.Command) ([]*store.Result, []error)

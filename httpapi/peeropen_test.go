@@ -77,7 +77,14 @@ func TestPeerOpen(t *testing.T) {
 func TestStreamPoolChecksPastDeadline(t *testing.T) {
 	conn, srv, addr := tcpPair(t)
 	c := &fwdConn{conn: conn, addr: addr}
-	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+	srv.Close()
+	for limit := time.Now().Add(5 * time.Second); peerOpen(conn); time.Sleep(time.Millisecond) {
+		if time.Now().After(limit) {
+			t.Fatal("the peer's close never reached the connection")
+		}
+	}
+	// Its last pack left a deadline on it, which has passed since.
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	c.setDeadline(ctx)
 	if dl, _ := ctx.Deadline(); !c.deadline.Equal(dl) {
@@ -86,9 +93,6 @@ func TestStreamPoolChecksPastDeadline(t *testing.T) {
 	// No new stream may be dialled: get either hands out c or nothing.
 	pool := &fwdStreams{max: 1, noStream: map[string]time.Time{addr: time.Now().Add(time.Hour)}}
 	pool.put(c)
-	time.Sleep(20 * time.Millisecond) // the deadline passes
-	srv.Close()
-	time.Sleep(20 * time.Millisecond) // the FIN arrives
 	if got, err := pool.get(context.Background(), &Handler{}, addr); err == nil || got == c {
 		t.Fatalf("the pool handed out a stream the peer closed (%v)", err)
 	}

@@ -1,6 +1,7 @@
 package raftnode_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -157,8 +158,16 @@ func TestNodeWithoutQuorum(t *testing.T) {
 	c.MustStart(tn)
 
 	ctx := inproc.Context(t, 200*time.Millisecond)
-	if _, _, err := tn.Raft.WaitForLeader(ctx); !errors.Is(err, raftnode.ErrNoLeader) {
+	if _, _, err := tn.Raft.WaitForLeader(ctx, 0); !errors.Is(err, raftnode.ErrNoLeader) {
 		t.Fatalf("WaitForLeader = %v, want ErrNoLeader", err)
+	}
+	// The wait bound ends it as well, with a context that never ends.
+	start := time.Now()
+	if _, _, err := tn.Raft.WaitForLeader(context.Background(), 200*time.Millisecond); !errors.Is(err, raftnode.ErrNoLeader) {
+		t.Fatalf("WaitForLeader(wait 200ms) = %v, want ErrNoLeader", err)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("WaitForLeader(wait 200ms) gave up after %v", took)
 	}
 	if tn.Raft.Ready() {
 		t.Fatal("Ready() without a leader")

@@ -269,9 +269,11 @@ func (n *Node) Leader() (id, httpAddr string) {
 }
 
 // WaitForLeader waits until a leader with a known HTTP address is known,
-// or ctx ends (ErrNoLeader).
-func (n *Node) WaitForLeader(ctx context.Context) (id, httpAddr string, err error) {
+// for at most wait (no bound when wait <= 0) and until ctx ends: then
+// ErrNoLeader. When a leader is known it returns at once, without a timer.
+func (n *Node) WaitForLeader(ctx context.Context, wait time.Duration) (id, httpAddr string, err error) {
 	var t *time.Ticker // only once there is something to wait for
+	var until time.Time
 	for {
 		if id, addr := n.Leader(); id != "" && (addr != "" || id == n.cfg.ID) {
 			return id, addr, nil
@@ -279,6 +281,9 @@ func (n *Node) WaitForLeader(ctx context.Context) (id, httpAddr string, err erro
 		if t == nil {
 			t = time.NewTicker(10 * time.Millisecond)
 			defer t.Stop()
+			until = time.Now().Add(wait)
+		} else if wait > 0 && time.Now().After(until) {
+			return "", "", ErrNoLeader
 		}
 		select {
 		case <-ctx.Done():

@@ -23,7 +23,7 @@ func TestThreeNodesElectOneLeaderAndRegister(t *testing.T) {
 		if id != l.ID || addr != l.HTTPAddr {
 			t.Errorf("%s: Leader() = %q, %q; want %q, %q", tn.ID, id, addr, l.ID, l.HTTPAddr)
 		}
-		gid, gaddr, err := tn.Raft.WaitForLeader(inproc.Context(t, time.Second))
+		gid, gaddr, err := tn.Raft.WaitForLeader(inproc.Context(t, time.Second), 0)
 		if err != nil || gid != l.ID || gaddr != l.HTTPAddr {
 			t.Errorf("%s: WaitForLeader = %q, %q, %v", tn.ID, gid, gaddr, err)
 		}

@@ -387,6 +387,15 @@ func (e *recentKey) kv(key string) KV {
 	return KV{Key: key, CreateRevision: e.create, ModRevision: e.mod, Version: e.version, ExpiresAt: e.expires}
 }
 
+// set makes e describe kv's record (nil: no record).
+func (e *recentKey) set(kv *KV) {
+	if kv == nil {
+		e.create, e.mod, e.version, e.expires, e.present = 0, 0, 0, 0, false
+		return
+	}
+	e.create, e.mod, e.version, e.expires, e.present = kv.CreateRevision, kv.ModRevision, kv.Version, kv.ExpiresAt, true
+}
+
 // entry returns key's entry in Store.recent, reading its record from the
 // write transaction when the key is not there. A write needs the old
 // record's revisions and expiry; this spares it a bbolt search for keys
@@ -401,7 +410,7 @@ func (a *applier) entry(key string) (*recentKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.create, e.mod, e.version, e.expires, e.present = kv.CreateRevision, kv.ModRevision, kv.Version, kv.ExpiresAt, true
+		e.set(&kv)
 	}
 	if len(a.s.recent) >= maxRecent {
 		if err := a.s.flushKV(a.tx); err != nil {
@@ -427,11 +436,7 @@ func (a *applier) lookup(key string) (KV, bool, error) {
 // entry e, to be put into the write transaction by flushKV. applyMu is
 // held.
 func (s *Store) write(key string, e *recentKey, kv *KV, rec []byte) {
-	if kv == nil {
-		e.create, e.mod, e.version, e.expires, e.present = 0, 0, 0, 0, false
-	} else {
-		e.create, e.mod, e.version, e.expires, e.present = kv.CreateRevision, kv.ModRevision, kv.Version, kv.ExpiresAt, true
-	}
+	e.set(kv)
 	e.rec = rec
 	if !e.dirty {
 		e.dirty = true

@@ -192,10 +192,10 @@ type Store struct {
 	// recent holds what writes need of the records of keys wtx read or
 	// wrote lately (not the values), so a write need not search bbolt for
 	// the record it replaces; the keys in dirty have their whole latest
-	// record there too, not yet put into wtx (see flushKV). recent and wtx together must always
-	// be the applied state: both are dropped together (rollback, a failed
-	// commit, Restore), and a commit first flushes the dirty records. Only
-	// the holder of applyMu touches them.
+	// record there too, not yet put into wtx (see flushKV). recent and
+	// wtx together must always be the applied state: both are dropped
+	// together (rollback, a failed commit, Restore), and a commit first
+	// flushes the dirty records. Only the holder of applyMu touches them.
 	recent map[string]*recentKey
 	dirty  []string
 
@@ -941,6 +941,12 @@ func (s *Store) commitLocked() {
 		time.Sleep(delay)
 	}
 	s.pending, s.pendingBytes = nil, 0
+	s.clearOverlay()
+}
+
+// clearOverlay empties the overlay, once the file has everything in it
+// or the state it describes is gone.
+func (s *Store) clearOverlay() {
 	s.ovMu.Lock()
 	clear(s.ov)
 	clear(s.ovTTL)
@@ -1139,10 +1145,7 @@ func (s *Store) Restore(r io.Reader) error {
 	// What was applied but not committed is replaced too.
 	s.rollback()
 	s.pending, s.pendingBytes = nil, 0
-	s.ovMu.Lock()
-	clear(s.ov)
-	clear(s.ovTTL)
-	s.ovMu.Unlock()
+	s.clearOverlay()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: restore: close: %w", err)
 	}
