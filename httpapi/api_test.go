@@ -186,6 +186,30 @@ func TestAPI(t *testing.T) {
 		if took := time.Since(start); took > 3*time.Second {
 			t.Errorf("min_revision wait took %v with a 300ms request timeout", took)
 		}
+
+		// A client that goes away ends the wait, long before the timeout.
+		h, err = httpapi.New(httpapi.Config{RequestTimeout: time.Minute, Logger: c.Log}, f.Raft, f.Store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, leave := context.WithCancel(context.Background())
+		req := httptest.NewRequest("GET", kvPath("minrev/k")+"?consistency=stale&min_revision=999999999", nil).WithContext(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.ServeHTTP(httptest.NewRecorder(), req)
+		}()
+		select {
+		case <-done:
+			t.Fatal("min_revision wait ended before the revision came or the client left")
+		case <-time.After(100 * time.Millisecond):
+		}
+		leave()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("min_revision wait went on after its client left")
+		}
 	})
 
 	t.Run("CAS", func(t *testing.T) {

@@ -474,13 +474,23 @@ func keyOrPrefix(q url.Values, key string) (bool, error) {
 }
 
 // waitMinRevision applies ?min_revision=N: wait until this node has
-// applied revision N, bounded by the request's deadline.
+// applied revision N, bounded by the request's deadline. The wait also
+// ends when the client goes away: unlike a write, it has nothing under
+// way to see through, and a client retrying short waits would otherwise
+// leave one waiting request per attempt until the server's timeout.
 func (h *Handler) waitMinRevision(r *http.Request, q map[string][]string) error {
 	rev, ok, err := parseInt(q, "min_revision", 0)
 	if err != nil || !ok || rev == 0 {
 		return err
 	}
-	if err := h.store.WaitRevision(r.Context(), rev); err != nil {
+	ctx := r.Context()
+	if tc, ok := ctx.(*timedCtx); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(tc)
+		defer cancel()
+		defer context.AfterFunc(tc.req, cancel)()
+	}
+	if err := h.store.WaitRevision(ctx, rev); err != nil {
 		return fmt.Errorf("%w: revision %d not reached (at %d)", raftnode.ErrTimeout, rev, h.store.Revision())
 	}
 	return nil
