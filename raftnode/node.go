@@ -30,6 +30,9 @@ type Node struct {
 
 	raft      *raft.Raft
 	trans     *raft.NetworkTransport
+	ctrans    *clampTransport
+	alog      *asyncLog
+	raftPtr   atomic.Pointer[raft.Raft]
 	logStore  *logStore
 	logs      raft.LogStore
 	snapshots *raft.FileSnapshotStore
@@ -111,7 +114,11 @@ func (n *Node) open() error {
 	// bbolt walked every page of the log to rebuild its free list; give
 	// those pages back (see internal/mapped).
 	n.releaseLogPages()
-	n.logs, err = raft.NewLogCache(64, n.logStore)
+	n.alog, err = newAsyncLog(n.logStore, func() bool { r := n.raftPtr.Load(); return r != nil && r.State() == raft.Leader }, n.log)
+	if err != nil {
+		return err
+	}
+	n.logs, err = raft.NewLogCache(64, n.alog)
 	if err != nil {
 		return err
 	}
@@ -123,12 +130,14 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: listen on %s: %w", cfg.RaftAddr, err)
 	}
-	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hl.Named("transport"),
 	})
+	n.trans = nt
+	n.ctrans = &clampTransport{NetworkTransport: nt, durable: n.alog.durable.Load}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -171,10 +180,11 @@ func (n *Node) open() error {
 	if applied := n.store.AppliedIndex(); !existing && applied > 0 {
 		return fmt.Errorf("raftnode: the store has applied index %d but the raft log in %s is empty; refusing to start with mismatched data", applied, dir)
 	}
-	n.raft, err = raft.NewRaft(rc, store.NewFSM(n.store), n.logs, n.logStore, n.snapshots, n.trans)
+	n.raft, err = raft.NewRaft(rc, &gatedFSM{BatchingFSM: store.NewFSM(n.store), log: n.alog}, n.logs, n.logStore, n.snapshots, n.ctrans)
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}
+	n.raftPtr.Store(n.raft)
 	if existing {
 		n.log.Info("restarting with existing raft state", "id", cfg.ID, "applied_index", n.store.AppliedIndex())
 		return nil
@@ -477,6 +487,11 @@ func (n *Node) Shutdown() error {
 	}
 	n.TransferLeadership()
 	n.cancel()
+	// The log's queue is written and the state machine's waits end before
+	// Raft shuts down (it waits for the state machine).
+	if n.alog != nil {
+		n.alog.close()
+	}
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	n.closeStores()
@@ -486,6 +501,9 @@ func (n *Node) Shutdown() error {
 func (n *Node) closeStores() {
 	if n.trans != nil {
 		n.trans.Close()
+	}
+	if n.alog != nil {
+		n.alog.close()
 	}
 	if n.logStore != nil {
 		n.logStore.Close()
