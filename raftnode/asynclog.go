@@ -34,6 +34,7 @@ import (
 type asyncLog struct {
 	inner    raft.LogStore
 	isLeader func() bool
+	onFail   func() // called once when writes start failing
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -46,6 +47,8 @@ type asyncLog struct {
 	// durable is the highest index such that the log holds every entry up
 	// to it on disk.
 	durable atomic.Uint64
+	// refused is set once waitDurable has refused an entry.
+	refused atomic.Bool
 }
 
 // errLogClosed is returned by calls after close.
@@ -54,8 +57,8 @@ var errLogClosed = errors.New("raftnode: the raft log is closed")
 // writeRetry bounds the wait between attempts of a failing write.
 const writeRetry = 2 * time.Second
 
-func newAsyncLog(inner raft.LogStore, isLeader func() bool, log *slog.Logger) (*asyncLog, error) {
-	a := &asyncLog{inner: inner, isLeader: isLeader, log: log, done: make(chan struct{})}
+func newAsyncLog(inner raft.LogStore, isLeader func() bool, onFail func(), log *slog.Logger) (*asyncLog, error) {
+	a := &asyncLog{inner: inner, isLeader: isLeader, onFail: onFail, log: log, done: make(chan struct{})}
 	a.cond = sync.NewCond(&a.mu)
 	last, err := inner.LastIndex()
 	if err != nil {
@@ -86,10 +89,14 @@ func (a *asyncLog) writer() {
 		err := a.inner.StoreLogs(batch)
 		a.mu.Lock()
 		if err != nil {
-			if a.err == nil {
-				a.log.Error("cannot write the raft log; retrying", "err", err)
-			}
+			first := a.err == nil
 			a.err = err
+			if first {
+				a.log.Error("cannot write the raft log; retrying", "err", err)
+				// An idle leader would otherwise keep leading with
+				// writes it cannot complete.
+				go a.onFail()
+			}
 			a.cond.Broadcast()
 			a.mu.Unlock()
 			time.Sleep(wait)
@@ -107,10 +114,17 @@ func (a *asyncLog) writer() {
 	}
 }
 
-// drainLocked waits until nothing is queued. It gives up with the writer's
-// error while writes fail, and once the log is closed. a.mu is held.
+// drainLocked waits until everything queued when it was called is written
+// (entries queued meanwhile may still be queued: under steady load the
+// queue is seldom empty). It gives up with the writer's error while
+// writes fail, and once the log is closed. a.mu is held.
 func (a *asyncLog) drainLocked() error {
-	for len(a.pending) > 0 {
+	n := len(a.pending)
+	if n == 0 {
+		return nil
+	}
+	target := a.pending[n-1].Index
+	for a.durable.Load() < target || (len(a.pending) > 0 && a.pending[0].Index <= target) {
 		switch {
 		case a.err != nil:
 			return fmt.Errorf("raftnode: earlier raft log entries not written: %w", a.err)
@@ -122,21 +136,33 @@ func (a *asyncLog) drainLocked() error {
 	return nil
 }
 
-// waitDurable waits until entry idx is on disk here. It reports false if
-// the log closed first.
+// waitDurable waits until entry idx is on disk here. It reports false
+// only once the log is closed and its writer done with idx still not on
+// disk; from then on it reports false for every later entry too, so that
+// the state machine, which skips what is refused, never applies an entry
+// after skipping an earlier one.
 func (a *asyncLog) waitDurable(idx uint64) bool {
-	if a.durable.Load() >= idx {
+	if !a.refused.Load() && a.durable.Load() >= idx {
 		return true
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	for a.durable.Load() < idx {
-		if a.closed || len(a.pending) == 0 {
-			// Nothing queued can make idx durable: either it was
-			// written synchronously already or it was never stored.
-			return a.durable.Load() >= idx
+	for a.durable.Load() < idx && !a.closed {
+		if len(a.pending) == 0 {
+			a.mu.Unlock()
+			// Every entry reaches the state machine after StoreLogs,
+			// which made it durable or queued it.
+			panic(fmt.Sprintf("raftnode: entry %d is applied but neither on disk (%d) nor queued", idx, a.durable.Load()))
 		}
 		a.cond.Wait()
+	}
+	a.mu.Unlock()
+	if a.durable.Load() >= idx && !a.refused.Load() {
+		return true
+	}
+	<-a.done // closed: the writer has done what it could
+	if a.refused.Load() || a.durable.Load() < idx {
+		a.refused.Store(true)
+		return false
 	}
 	return true
 }

@@ -114,7 +114,12 @@ func (n *Node) open() error {
 	// bbolt walked every page of the log to rebuild its free list; give
 	// those pages back (see internal/mapped).
 	n.releaseLogPages()
-	n.alog, err = newAsyncLog(n.logStore, func() bool { r := n.raftPtr.Load(); return r != nil && r.State() == raft.Leader }, n.log)
+	n.alog, err = newAsyncLog(n.logStore, func() bool { r := n.raftPtr.Load(); return r != nil && r.State() == raft.Leader }, func() {
+		if r := n.raftPtr.Load(); r != nil && r.State() == raft.Leader {
+			n.log.Warn("handing leadership over: this node cannot write its raft log")
+			r.LeadershipTransfer()
+		}
+	}, n.log)
 	if err != nil {
 		return err
 	}
