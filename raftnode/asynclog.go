@@ -119,12 +119,16 @@ func (a *asyncLog) writer() {
 // queue is seldom empty). It gives up with the writer's error while
 // writes fail, and once the log is closed. a.mu is held.
 func (a *asyncLog) drainLocked() error {
+	if a.closed {
+		return errLogClosed
+	}
 	n := len(a.pending)
 	if n == 0 {
 		return nil
 	}
+	// The writer takes entries off the queue once they are written.
 	target := a.pending[n-1].Index
-	for a.durable.Load() < target || (len(a.pending) > 0 && a.pending[0].Index <= target) {
+	for len(a.pending) > 0 && a.pending[0].Index <= target {
 		switch {
 		case a.err != nil:
 			return fmt.Errorf("raftnode: earlier raft log entries not written: %w", a.err)
@@ -331,6 +335,16 @@ type gatedFSM struct {
 // Apply implements raft.FSM.
 func (f *gatedFSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// Snapshot implements raft.FSM. Once an entry has been refused the state
+// machine is behind what Raft thinks it applied, so no snapshot may be
+// taken of it.
+func (f *gatedFSM) Snapshot() (raft.FSMSnapshot, error) {
+	if f.log.refused.Load() {
+		return nil, errLogClosed
+	}
+	return f.BatchingFSM.Snapshot()
 }
 
 // ApplyBatch implements raft.BatchingFSM.

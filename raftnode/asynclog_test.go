@@ -179,6 +179,67 @@ func TestAsyncLogWriteFailure(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("waitDurable went on after close")
 	}
+	// A refusal holds for every later entry, and the state machine takes
+	// no snapshot after one.
+	if a.waitDurable(7) {
+		t.Fatal("an entry after a refused one was let through")
+	}
+	if _, err := (&gatedFSM{log: a}).Snapshot(); err == nil {
+		t.Fatal("a snapshot was taken after an entry was refused")
+	}
+	if err := a.DeleteRange(1, 2); err == nil {
+		t.Fatal("DeleteRange succeeded on a closed log")
+	}
+}
+
+// Under steady appends a call that must wait for the queue (here
+// DeleteRange, as log compaction does) waits only for what was queued
+// when it was called.
+func TestAsyncLogDrainUnderLoad(t *testing.T) {
+	a, _, leader := openAsyncLog(t)
+	leader.Store(true)
+	if err := a.StoreLogs(cmds(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	fed := make(chan uint64)
+	go func() {
+		next := uint64(101)
+		defer func() { fed <- next }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := a.StoreLogs(cmds(next, next)); err != nil {
+				t.Error(err)
+				return
+			}
+			// Keep a few entries queued, as a busy leader does, not
+			// an ever longer backlog.
+			a.waitDurable(next - 2)
+			next++
+		}
+	}()
+	done := make(chan error)
+	go func() { done <- a.DeleteRange(1, 50) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("DeleteRange starved by steady appends")
+	}
+	close(stop)
+	last := <-fed
+	if !a.waitDurable(last - 1) {
+		t.Fatalf("entry %d never became durable", last-1)
+	}
+	if first, _ := a.FirstIndex(); first != 51 {
+		t.Fatalf("FirstIndex %d after deleting 1-50", first)
+	}
 }
 
 func TestClampCommitIndex(t *testing.T) {

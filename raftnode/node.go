@@ -117,7 +117,9 @@ func (n *Node) open() error {
 	n.alog, err = newAsyncLog(n.logStore, func() bool { r := n.raftPtr.Load(); return r != nil && r.State() == raft.Leader }, func() {
 		if r := n.raftPtr.Load(); r != nil && r.State() == raft.Leader {
 			n.log.Warn("handing leadership over: this node cannot write its raft log")
-			r.LeadershipTransfer()
+			if err := r.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer failed; this node steps down at its next write", "err", err)
+			}
 		}
 	}, n.log)
 	if err != nil {
