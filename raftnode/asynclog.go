@@ -25,11 +25,12 @@ import (
 // Raft counts the leader's own copy towards the majority as soon as
 // StoreLogs returns, so an entry may be "committed" inside Raft before it
 // is on the leader's disk. Nothing is allowed to depend on such an entry
-// until it is: durable() is how far the log is on disk, the commit index
-// sent to followers is clamped to it (clampTransport), and the state
-// machine applies an entry only once it is durable here (gatedFSM). An
-// entry therefore becomes visible (applied anywhere, answered to a client)
-// only once a majority including the leader has it on disk. If the leader
+// until it is: the durable index says how far the log is on disk, the
+// commit index sent to followers is clamped to it (clampTransport), and
+// the state machine applies an entry only once it is durable here
+// (gatedFSM). An entry therefore becomes visible (applied anywhere,
+// answered to a client) only once a majority including the leader has it
+// on disk. If the leader
 // crashes first the entry may be lost, but nobody has seen it.
 type asyncLog struct {
 	inner    raft.LogStore
